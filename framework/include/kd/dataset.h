@@ -1,0 +1,39 @@
+// Datasets and transforms.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kd/component.h"
+#include "kd/rng.h"
+#include "kd/tensor_dict.h"
+
+namespace kd {
+
+struct DatasetInfo {
+  std::string task;                      // "multilabel", "segmentation", "sgg", ...
+  std::vector<std::string> class_names;  // label index -> name
+};
+
+class Dataset : public Component {
+ public:
+  virtual int64_t Size() const = 0;
+  // Sample `index`. Called concurrently from loader threads, so it must be thread-safe. `rng` is
+  // seeded from (run seed, epoch, index): a sample is the same whatever the worker count.
+  virtual TensorDict Get(int64_t index, Rng& rng) const = 0;
+  // Builds a batch. The default stacks every key along a new first dimension.
+  virtual TensorDict Collate(std::vector<TensorDict> samples) const;
+  virtual DatasetInfo Info() const;
+};
+
+// A per-sample transform applied by datasets that take a `transforms` list. Must be thread-safe.
+class Transform : public Component {
+ public:
+  virtual TensorDict Apply(TensorDict sample, Rng& rng) const = 0;
+};
+
+// Stacks each key of `samples` (all must have the same keys and shapes per key).
+TensorDict StackCollate(std::vector<TensorDict> samples);
+
+}  // namespace kd

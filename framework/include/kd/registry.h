@@ -1,0 +1,144 @@
+// The component registry: one sub-registry per kind, names scoped by plugin ("psd::PSD"), bare
+// names resolving when unique. Plugins add components through a Registrar; the host commits a
+// plugin's registrations all at once or not at all.
+#pragma once
+
+#include <torch/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "kd/component.h"
+#include "kd/error.h"
+#include "kd/options.h"
+#include "kd/schema.h"
+
+namespace kd {
+
+class BuildContext;
+class Backbone;
+class Model;
+
+using Factory = std::function<std::shared_ptr<Component>(const Options&, const BuildContext&)>;
+
+struct ComponentInfo {
+  Kind kind = Kind::kModel;
+  std::string plugin;
+  std::string name;
+  std::string doc;
+  Schema schema;
+  Factory factory;
+
+  std::string QualifiedName() const { return plugin + "::" + name; }
+};
+
+// Handed to a plugin's register function. Registrations are collected, not applied: the host
+// checks them and commits them only when the whole register function succeeded.
+class Registrar {
+ public:
+  explicit Registrar(std::string plugin) : plugin_(std::move(plugin)) {}
+
+  // `factory` is any callable (const Options&, const BuildContext&) -> std::shared_ptr<T> where T
+  // implements the interface of `kind` (kd::Dataset for Kind::kDataset, ...).
+  void Add(Kind kind, std::string name, std::string doc, Schema schema, Factory factory);
+
+  const std::string& plugin() const { return plugin_; }
+  std::vector<ComponentInfo> TakeComponents() { return std::move(components_); }
+
+ private:
+  std::string plugin_;
+  std::vector<ComponentInfo> components_;
+};
+
+// What the registry knows of a loaded plugin.
+struct PluginRecord {
+  std::string name;
+  std::string version;
+  std::string description;
+  std::string path;  // "<built in>" for the core components
+  std::string abi;   // the formatted ABI stamp
+};
+
+class Registry {
+ public:
+  Registry() = default;
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // Adds every component of `plugin`, or none: a name registered twice (by this plugin or
+  // earlier) refuses the whole batch with a message naming both plugins.
+  absl::Status Commit(PluginRecord plugin, std::vector<ComponentInfo> components);
+
+  // Resolves "plugin::Name" or a bare "Name" in the sub-registry of `kind`. Unknown or ambiguous
+  // names give NotFound / InvalidArgument listing the candidates and the nearest spellings.
+  absl::StatusOr<const ComponentInfo*> Find(Kind kind, absl::string_view name) const;
+  // Every component of any kind whose qualified or bare name is `name`.
+  std::vector<const ComponentInfo*> FindAnyKind(absl::string_view name) const;
+  std::vector<const ComponentInfo*> List(Kind kind) const;
+  std::vector<const ComponentInfo*> All() const;
+
+  const std::vector<PluginRecord>& plugins() const { return plugins_; }
+  const PluginRecord* FindPlugin(absl::string_view name) const;
+
+ private:
+  std::vector<std::unique_ptr<ComponentInfo>> components_;
+  std::vector<PluginRecord> plugins_;
+};
+
+// Loads frozen teachers for distillers; the host provides it (it knows the pipeline's stages).
+class TeacherProvider {
+ public:
+  virtual ~TeacherProvider();
+  virtual std::shared_ptr<Model> LoadTeacher(const Options& spec,
+                                             const BuildContext& ctx) const = 0;
+};
+
+// What a factory can use besides its options: the registry (to build nested components), the
+// device, the backbone a head sits on, and the teacher provider.
+class BuildContext {
+ public:
+  BuildContext(const Registry& registry, torch::Device device);
+
+  const Registry& registry() const { return *registry_; }
+  const torch::Device& device() const { return device_; }
+
+  // Builds the component described by a validated component table. Throws kd::Error naming the
+  // component, its plugin and its place in the config when the factory fails.
+  std::shared_ptr<Component> BuildComponent(Kind kind, const Options& options) const;
+
+  template <typename T>
+  std::shared_ptr<T> Build(Kind kind, const Options& options) const {
+    auto component = std::dynamic_pointer_cast<T>(BuildComponent(kind, options));
+    if (!component) {
+      throw Error(absl::InvalidArgumentError(
+          options.Location() + ": " + options.KeyPath() + ": " + options.Type() +
+          " does not implement the interface this option needs"));
+    }
+    return component;
+  }
+
+  // A frozen teacher from a table validated against TeacherSchema().
+  std::shared_ptr<Model> LoadTeacher(const Options& spec) const;
+
+  const Backbone* backbone() const { return backbone_; }
+  BuildContext WithBackbone(const Backbone* backbone) const;
+  BuildContext WithTeacherProvider(const TeacherProvider* provider) const;
+
+ private:
+  const Registry* registry_;
+  torch::Device device_;
+  const Backbone* backbone_ = nullptr;
+  const TeacherProvider* teachers_ = nullptr;
+};
+
+// Schema of a teacher table, for distillers' own schemas:
+//   teacher = { from_stage = "teacher" }            weights exported by an earlier stage
+//   teacher = { checkpoint = "path/to/export.pt" }  an export file (it carries its model config)
+//   teacher = { checkpoint = "...", model = {...} } weights for an explicitly configured model
+Schema TeacherSchema();
+
+}  // namespace kd

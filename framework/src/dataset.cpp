@@ -1,0 +1,42 @@
+#include "kd/dataset.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kd/error.h"
+
+namespace kd {
+
+TensorDict StackCollate(std::vector<TensorDict> samples) {
+  TensorDict batch;
+  if (samples.empty()) return batch;
+  const std::vector<std::string> keys = samples.front().Keys();
+  for (const std::string& key : keys) {
+    std::vector<torch::Tensor> parts;
+    parts.reserve(samples.size());
+    for (size_t i = 0; i < samples.size(); ++i) {
+      const torch::Tensor* t = samples[i].Find(key);
+      if (t == nullptr) {
+        throw Error(absl::InvalidArgumentError(
+            absl::StrCat("cannot collate: sample ", i, " of the batch has no '", key, "' (it has ",
+                         absl::StrJoin(samples[i].Keys(), ", "), ")")));
+      }
+      if (!parts.empty() && t->sizes() != parts.front().sizes()) {
+        throw Error(absl::InvalidArgumentError(absl::StrCat(
+            "cannot collate '", key, "': sample ", i, " has shape ", c10::str(t->sizes()),
+            " but sample 0 has ", c10::str(parts.front().sizes()),
+            "; give the dataset a Collate that pads, or make the shapes equal")));
+      }
+      parts.push_back(*t);
+    }
+    batch.Set(key, torch::stack(parts));
+  }
+  return batch;
+}
+
+TensorDict Dataset::Collate(std::vector<TensorDict> samples) const {
+  return StackCollate(std::move(samples));
+}
+
+DatasetInfo Dataset::Info() const { return {}; }
+
+}  // namespace kd

@@ -1,0 +1,72 @@
+// Checkpoint files. Both kinds are dictionaries pickled by torch::pickle_save, so Python's
+// torch.load reads them too, and both are written atomically.
+//
+//  - A model export (the default artefact): the model's parameters and buffers by name, the model's
+//    config as TOML (so the file alone rebuilds the model), and the metrics it was exported with.
+//  - A training state (resumable): model, distiller and EMA weights, the optimizer's state, the
+//    loop position, the RNG states and the resolved config.
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kd/metric.h"
+
+namespace kd::host {
+
+using StateDict = std::map<std::string, torch::Tensor>;
+
+// Parameters and buffers of `module` by name (tensors detached and on the CPU).
+StateDict ModuleState(torch::nn::Module& module);
+
+struct LoadReport {
+  std::vector<std::string> missing;     // in the module, not in the file
+  std::vector<std::string> unexpected;  // in the file, not in the module
+  std::string Summary() const;          // "" when both are empty
+};
+
+// Copies `state` into `module`. Shape mismatches are errors; with `strict`, missing or unexpected
+// keys are too (the message lists them). The report says what did not match either way.
+absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const StateDict& state,
+                                           bool strict, const std::string& source);
+
+struct ModelExport {
+  std::string model_config;  // TOML of the model table
+  StateDict state;
+  std::vector<MetricValue> metrics;
+  std::string stage;
+  int64_t step = 0;
+};
+
+absl::Status SaveModelExport(const std::filesystem::path& path, const ModelExport& data);
+absl::StatusOr<ModelExport> LoadModelExport(const std::filesystem::path& path);
+
+struct BestEntry {
+  double value = 0;
+  int64_t step = 0;
+  std::string path;
+};
+
+struct TrainState {
+  int64_t step = 0;            // optimizer steps done
+  int64_t epoch = 0;           // epoch in progress
+  int64_t batch_in_epoch = 0;  // batches of that epoch already consumed
+  StateDict model, distiller, ema;
+  std::string optimizer;  // torch::serialize archive bytes
+  torch::Tensor cpu_rng;
+  torch::Tensor cuda_rng;     // undefined when not on CUDA
+  torch::Tensor grad_scaler;  // [scale, growth_tracker] for fp16, undefined otherwise
+  std::string config;         // resolved stage config (TOML)
+  std::vector<BestEntry> best;
+  double seconds = 0;  // training time so far
+};
+
+absl::Status SaveTrainState(const std::filesystem::path& path, const TrainState& state);
+absl::StatusOr<TrainState> LoadTrainState(const std::filesystem::path& path);
+
+}  // namespace kd::host

@@ -1,0 +1,80 @@
+// The threaded data loader. Worker threads build whole batches (decode, augment, collate, pin) into
+// a bounded window ahead of the training thread, which receives them in order. The epoch's order
+// comes from a seeded shuffle and every sample's random stream from (seed, epoch, index), so the
+// batches are identical for any number of workers.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "kd/dataset.h"
+
+namespace kd::host {
+
+struct LoaderOptions {
+  int64_t batch_size = 32;
+  int workers = 0;
+  int prefetch = 4;
+  bool shuffle = true;
+  bool drop_last = true;
+  bool pin_memory = false;
+  uint64_t seed = 0;
+};
+
+class DataLoader {
+ public:
+  class Epoch;
+
+  DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options);
+
+  int64_t BatchesPerEpoch() const;
+  // The sample indices of epoch `epoch`, in order.
+  std::vector<int64_t> Order(int64_t epoch) const;
+  // Iterates epoch `epoch` from batch `start` on.
+  std::unique_ptr<Epoch> Start(int64_t epoch, int64_t start = 0) const;
+
+  const LoaderOptions& options() const { return options_; }
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  std::shared_ptr<const Dataset> dataset_;
+  LoaderOptions options_;
+};
+
+class DataLoader::Epoch {
+ public:
+  Epoch(const DataLoader& loader, int64_t epoch, int64_t start);
+  ~Epoch();
+  Epoch(const Epoch&) = delete;
+  Epoch& operator=(const Epoch&) = delete;
+
+  // The next batch, or nullopt at the end of the epoch. A failure in a worker is rethrown here
+  // as kd::Error naming the batch and sample.
+  std::optional<TensorDict> Next();
+
+ private:
+  TensorDict Build(int64_t batch) const;
+  void Work();
+
+  const DataLoader& loader_;
+  int64_t epoch_;
+  std::vector<int64_t> order_;
+  int64_t end_;     // one past the last batch
+  int64_t next_;    // next batch handed to the caller
+  int64_t issued_;  // next batch a worker will build
+  std::map<int64_t, TensorDict> ready_;
+  std::map<int64_t, std::exception_ptr> failed_;
+  bool stop_ = false;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace kd::host

@@ -1,0 +1,179 @@
+#include "host/pipeline.h"
+
+#include <algorithm>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "host/files.h"
+#include "host/root_schema.h"
+#include "host/validate.h"
+
+namespace kd::host {
+
+namespace fs = std::filesystem;
+
+const StageConfig* ResolvedConfig::FindStage(absl::string_view name) const {
+  for (const StageConfig& stage : stages) {
+    if (stage.name == name) return &stage;
+  }
+  return nullptr;
+}
+
+namespace {
+
+absl::Status At(const CNode& node, absl::string_view key_path, absl::string_view message) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(node.loc().ToString(), ": ", key_path, ": ", message));
+}
+
+absl::StatusOr<std::vector<std::string>> PipelineOrder(const CNode& root) {
+  std::vector<std::string> order;
+  const CNode* pipeline = root.Get("pipeline");
+  const CNode* stages = root.Get("stages");
+  if (stages != nullptr && !stages->is_table()) {
+    return At(*stages, "stages", "expected a table of stage tables ([stages.<name>])");
+  }
+  if (pipeline == nullptr) {
+    if (stages != nullptr && !stages->table().empty()) {
+      return At(*stages, "stages",
+                absl::StrCat("stages are defined but `pipeline` is not; add pipeline = [\"",
+                             stages->table().begin()->first, "\", ...] to set their order"));
+    }
+    return order;
+  }
+  if (!pipeline->is_array()) return At(*pipeline, "pipeline", "expected a list of stage names");
+  for (const CNode& item : pipeline->array()) {
+    if (!item.is_string()) return At(item, "pipeline", "expected a list of stage names");
+    const std::string& name = item.as_string();
+    if (std::find(order.begin(), order.end(), name) != order.end()) {
+      return At(item, "pipeline", absl::StrCat("stage '", name, "' is listed twice"));
+    }
+    if (stages == nullptr || stages->Get(name) == nullptr) {
+      return At(item, "pipeline",
+                absl::StrCat("stage '", name, "' has no [stages.", name,
+                             "] table (an empty table is enough when it changes nothing)"));
+    }
+    order.push_back(name);
+  }
+  if (stages != nullptr) {
+    for (const auto& [name, table] : stages->table()) {
+      if (std::find(order.begin(), order.end(), name) == order.end()) {
+        return At(
+            table, JoinKey("stages", name),
+            absl::StrCat("stage '", name, "' is not listed in `pipeline`, so it would never run"));
+      }
+    }
+  }
+  return order;
+}
+
+// Collects the stages named by `from_stage` keys anywhere in `node`.
+absl::Status CollectDeps(const CNode& node, const std::string& key_path,
+                         const std::vector<std::string>& earlier, std::vector<std::string>& deps) {
+  if (node.is_table()) {
+    if (const CNode* from = node.Get("from_stage");
+        from != nullptr && from->is_string() && !from->as_string().empty()) {
+      const std::string& name = from->as_string();
+      if (std::find(earlier.begin(), earlier.end(), name) == earlier.end()) {
+        return At(*from, JoinKey(key_path, "from_stage"),
+                  absl::StrCat("'", name, "' is not an earlier stage of the pipeline (earlier: ",
+                               earlier.empty() ? "none" : absl::StrJoin(earlier, ", "), ")"));
+      }
+      if (std::find(deps.begin(), deps.end(), name) == deps.end()) deps.push_back(name);
+    }
+    for (const auto& [key, child] : node.table()) {
+      KD_RETURN_IF_ERROR(CollectDeps(child, JoinKey(key_path, key), earlier, deps));
+    }
+  } else if (node.is_array()) {
+    int i = 0;
+    for (const CNode& child : node.array()) {
+      KD_RETURN_IF_ERROR(CollectDeps(child, absl::StrCat(key_path, "[", i++, "]"), earlier, deps));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
+                      const std::vector<StageConfig>& done) {
+  CNode copy = config;
+  for (const std::string& key : HashNeutralKeys()) {
+    const size_t dot = key.rfind('.');
+    CNode* parent = dot == std::string::npos ? &copy : FindPath(copy, key.substr(0, dot));
+    if (parent != nullptr && parent->is_table()) {
+      parent->table().erase(dot == std::string::npos ? key : key.substr(dot + 1));
+    }
+  }
+  std::string text = ToToml(copy);
+  for (const std::string& dep : deps) {
+    for (const StageConfig& stage : done) {
+      if (stage.name == dep) absl::StrAppend(&text, "\n#dep ", dep, "=", stage.hash);
+    }
+  }
+  return StableHash(text);
+}
+
+}  // namespace
+
+absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
+                                             const std::vector<std::string>& overrides,
+                                             const std::vector<std::string>& plugin_paths) {
+  ResolvedConfig out;
+  out.file = file;
+  KD_ASSIGN_OR_RETURN(out.root, LoadConfig(file, overrides));
+  KD_RETURN_IF_ERROR(host.LoadPluginsFor(out.root, file, plugin_paths));
+  KD_ASSIGN_OR_RETURN(std::vector<std::string> order, PipelineOrder(out.root));
+  out.single_stage = order.empty();
+  if (out.single_stage) order.push_back("main");
+
+  CNode common = out.root;
+  common.table().erase("pipeline");
+  common.table().erase("stages");
+  std::vector<std::string> earlier;
+  for (const std::string& name : order) {
+    CNode config = common;
+    if (!out.single_stage) {
+      const CNode& overlay = *out.root.Get("stages")->Get(name);
+      if (!overlay.is_table()) {
+        return At(overlay, JoinKey("stages", name), "expected a table");
+      }
+      for (const char* key : {"plugins", "plugin_dirs", "pipeline", "stages", "base"}) {
+        if (const CNode* bad = overlay.Get(key)) {
+          return At(*bad, JoinKey(JoinKey("stages", name), key),
+                    "cannot be set per stage; set it at the top level of the config");
+        }
+      }
+      MergeInto(config, overlay);
+    }
+    absl::Status valid = ValidateTable(config, StageSchema(), host.registry(), "",
+                                       absl::StrCat("the config of stage '", name, "'"));
+    if (!valid.ok()) {
+      return out.single_stage ? valid : Annotate(valid, absl::StrCat("stage '", name, "'"));
+    }
+    StageConfig stage;
+    stage.name = name;
+    KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
+    stage.hash = HashStage(config, stage.deps, out.stages);
+    stage.config = std::make_shared<const CNode>(std::move(config));
+    out.stages.push_back(std::move(stage));
+    earlier.push_back(name);
+  }
+
+  const std::string work_dir = FindPath(*out.stages.front().config, "run.work_dir")->as_string();
+  for (const StageConfig& stage : out.stages) {
+    const CNode* dir = FindPath(*stage.config, "run.work_dir");
+    if (dir->as_string() != work_dir) {
+      return At(*dir, "run.work_dir",
+                absl::StrCat("stage '", stage.name,
+                             "' sets a different work_dir; all stages of a "
+                             "pipeline share the top-level run.work_dir"));
+    }
+  }
+  out.work_dir = work_dir.empty() ? fs::path("runs") / file.stem() : fs::path(work_dir);
+  for (StageConfig& stage : out.stages) {
+    stage.dir = out.work_dir / absl::StrCat(stage.name, "-", stage.hash.substr(0, 12));
+  }
+  return out;
+}
+
+}  // namespace kd::host

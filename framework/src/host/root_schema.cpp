@@ -1,0 +1,108 @@
+#include "host/root_schema.h"
+
+#include "kd/registry.h"
+
+namespace kd::host {
+
+Schema RunSchema() {
+  return Schema()
+      .String("work_dir", "", "run directory; empty: runs/<config file name without .toml>")
+      .Int("seed", 0, "seed of model initialisation, shuffling and augmentation")
+      .String("device", "auto", "\"auto\" (CUDA when available), \"cpu\", \"cuda\" or \"cuda:N\"")
+      .Int("threads", 0, "torch intra-op threads; 0: torch's default")
+      .Min(0)
+      .Bool("deterministic", false, "ask torch for deterministic algorithms only");
+}
+
+Schema DataSchema() {
+  return Schema()
+      .Nested("train", Kind::kDataset, "training split")
+      .Nested("val", Kind::kDataset, "evaluation split (no evaluation when absent)", false);
+}
+
+Schema LoaderSchema() {
+  return Schema()
+      .Int("batch_size", 32, "samples per training batch (per optimizer micro-step)")
+      .Min(1)
+      .Int("eval_batch_size", 0, "samples per evaluation batch; 0: batch_size")
+      .Min(0)
+      .Int("workers", 2, "loader threads; 0: load on the training thread")
+      .Min(0)
+      .Int("prefetch", 4, "batches prepared ahead of the training thread")
+      .Min(1)
+      .Bool("shuffle", true, "shuffle the training split every epoch (seeded)")
+      .Bool("drop_last", true, "drop the last incomplete training batch")
+      .Bool("pin_memory", true, "pin batches in page-locked memory when training on CUDA");
+}
+
+Schema TrainSchema() {
+  return Schema()
+      .Int("max_epochs", 0, "training length in epochs (set this or max_iters)")
+      .Min(0)
+      .Int("max_iters", 0, "training length in optimizer steps (set this or max_epochs)")
+      .Min(0)
+      .Nested("optimizer", Kind::kOptimizer, "the optimizer")
+      .Nested("scheduler", Kind::kScheduler, "learning-rate schedule; absent: constant", false)
+      .Int("accumulate", 1, "micro-batches per optimizer step (gradient accumulation)")
+      .Min(1)
+      .Float("clip_grad_norm", 0.0, "clip the global gradient norm to this; 0: no clipping")
+      .Min(0)
+      .Float("ema_decay", 0.0, "decay of an exponential moving average of the weights; 0: none")
+      .Min(0)
+      .Max(0.999999)
+      .Enum("ema_eval", {"ema", "raw", "both"}, "ema",
+            "with EMA: evaluate the EMA weights, the raw ones, or both (the better one counts)")
+      .Enum("amp", {"off", "bf16", "fp16"}, "off",
+            "automatic mixed precision on CUDA (fp16 uses loss scaling); ignored on the CPU")
+      .Int("val_interval", 1,
+           "evaluate every N epochs (N optimizer steps with max_iters); 0: at the end")
+      .Min(0)
+      .Int("checkpoint_interval", 1,
+           "save the resumable state every N epochs (N steps with max_iters); 0: at the end")
+      .Min(0)
+      .Int("keep_best", 1, "how many best checkpoints to keep")
+      .Min(0)
+      .String("best_metric", "",
+              "metric that ranks checkpoints; empty: the first metric's first value")
+      .Int("log_interval", 20, "optimizer steps between log records")
+      .Min(1);
+}
+
+Schema StageSchema() {
+  return Schema()
+      .StringList("plugins", {}, "plugins to load by name (libkd_<name>.so); empty: all found")
+      .StringList("plugin_dirs", {}, "extra plugin directories, relative to the config file")
+      .Table("run", RunSchema(), "where and how the run executes")
+      .Table("data", DataSchema(), "datasets")
+      .Table("loader", LoaderSchema(), "batching and loading")
+      .Nested("model", Kind::kModel, "the model being trained (the student when distilling)")
+      .Nested("loss", Kind::kLoss, "the task loss")
+      .NestedList("metrics", Kind::kMetric, "evaluation metrics; the first ranks checkpoints")
+      .Nested("distiller", Kind::kDistiller, "knowledge distillation; absent: plain training",
+              false)
+      .NestedList("hooks", Kind::kHook, "training observers")
+      .Table("train", TrainSchema(), "the training loop");
+}
+
+std::vector<ConfigSection> ConfigSections() {
+  Schema root = StageSchema();
+  root.StringList("base", {}, "files this config inherits from, merged in order (relative paths)")
+      .StringList("pipeline", {}, "stage names in run order; empty: the config is one stage")
+      .AnyTable("stages", "per-stage tables deep-merged onto the rest of the config");
+  return {
+      {"config", "top level of a config file", root},
+      {"run", "[run]", RunSchema()},
+      {"data", "[data]", DataSchema()},
+      {"loader", "[loader]", LoaderSchema()},
+      {"train", "[train]", TrainSchema()},
+      {"teacher", "teacher tables of distillers", TeacherSchema()},
+  };
+}
+
+const std::vector<std::string>& HashNeutralKeys() {
+  static const std::vector<std::string> keys = {"run.work_dir", "loader.workers", "loader.prefetch",
+                                                "train.log_interval", "plugin_dirs"};
+  return keys;
+}
+
+}  // namespace kd::host

@@ -1,0 +1,859 @@
+#include "host/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "host/checkpoint.h"
+#include "host/data_loader.h"
+#include "host/event_writer.h"
+#include "host/files.h"
+#include "host/options_impl.h"
+#include "host/progress.h"
+#include "kd/dataset.h"
+#include "kd/distiller.h"
+#include "kd/hook.h"
+#include "kd/loss.h"
+#include "kd/metric.h"
+#include "kd/model.h"
+#include "kd/optim.h"
+
+namespace kd::host {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec) {
+  if (spec == "auto") {
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0)
+                                       : torch::Device(torch::kCPU);
+  }
+  if (spec == "cpu") return torch::Device(torch::kCPU);
+  if (spec == "cuda" || spec.rfind("cuda:", 0) == 0) {
+    if (!torch::cuda::is_available()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("device \"", spec,
+                       "\" asked for, but CUDA is not available here (no GPU, or a LibTorch "
+                       "without CUDA); use \"auto\" or \"cpu\""));
+    }
+    int index = 0;
+    if (spec.size() > 5 && !absl::SimpleAtoi(spec.substr(5), &index)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("device \"", spec, "\": expected cuda:<index>"));
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (index < 0 || index >= count) {
+      return absl::InvalidArgumentError(absl::StrCat("device \"", spec, "\": there are ", count,
+                                                     " CUDA devices (0..", count - 1, ")"));
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("device \"", spec, "\" is not one of \"auto\", \"cpu\", \"cuda\", \"cuda:N\""));
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// Autocast for the forward pass on CUDA.
+class AutocastGuard {
+ public:
+  AutocastGuard(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+    if (!enabled_) return;
+    previous_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+    previous_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastGuard() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(at::kCUDA, previous_enabled_);
+    at::autocast::set_autocast_dtype(at::kCUDA, previous_dtype_);
+  }
+
+ private:
+  bool enabled_;
+  bool previous_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kFloat;
+};
+
+// Dynamic loss scaling for fp16, as torch.amp.GradScaler: scale the loss, unscale the gradients,
+// skip steps with non-finite gradients and adapt the scale.
+class GradScaler {
+ public:
+  explicit GradScaler(const torch::Device& device)
+      : scale_(
+            torch::full({1}, 65536.0, torch::TensorOptions().dtype(torch::kFloat).device(device))),
+        growth_tracker_(
+            torch::zeros({1}, torch::TensorOptions().dtype(torch::kInt).device(device))) {}
+
+  torch::Tensor Scale(const torch::Tensor& loss) const { return loss * scale_.to(loss.dtype()); }
+
+  // Unscales the gradients in place; returns whether they are all finite.
+  bool Unscale(torch::optim::Optimizer& optimizer) {
+    std::vector<torch::Tensor> grads;
+    for (auto& group : optimizer.param_groups()) {
+      for (auto& p : group.params()) {
+        if (p.grad().defined()) grads.push_back(p.grad());
+      }
+    }
+    found_inf_ = torch::zeros({1}, scale_.options());
+    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf_, scale_.reciprocal());
+    return found_inf_.item<float>() == 0.0f;
+  }
+
+  void Update() { at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, 2.0, 0.5, 2000); }
+
+  torch::Tensor State() const {
+    return torch::cat({scale_.cpu(), growth_tracker_.cpu().to(torch::kFloat)});
+  }
+  void Load(const torch::Tensor& state) {
+    scale_.fill_(state[0].item<float>());
+    growth_tracker_.fill_(static_cast<int>(state[1].item<float>()));
+  }
+
+ private:
+  torch::Tensor scale_, growth_tracker_, found_inf_;
+};
+
+int64_t BatchSize(const TensorDict& batch) {
+  for (const auto& [key, value] : batch) {
+    if (value.dim() > 0) return value.size(0);
+  }
+  return 0;
+}
+
+std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
+  std::vector<std::string> parts;
+  for (const MetricValue& m : metrics) parts.push_back(absl::StrFormat("%s %.4f", m.name, m.value));
+  return absl::StrJoin(parts, ", ");
+}
+
+// Runs a plugin callback, turning exceptions into kd::Error naming what was running.
+template <typename F>
+auto Guarded(const std::string& what, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error& e) {
+    throw Error(absl::Status(e.status().code(), absl::StrCat(what, ": ", e.status().message())));
+  } catch (const c10::Error& e) {
+    throw Error(absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace())));
+  } catch (const std::exception& e) {
+    throw Error(absl::InternalError(absl::StrCat(what, ": ", e.what())));
+  }
+}
+
+class Trainer {
+ public:
+  Trainer(const Registry& registry, const TeacherProvider* teachers, const StageRun& stage,
+          const TrainOptions& options)
+      : registry_(registry),
+        teachers_(teachers),
+        stage_(stage),
+        options_(options),
+        root_(MakeOptions(stage.config, stage.config.get(), "")) {}
+
+  TrainOutcome Run();
+  std::vector<MetricValue> EvaluateFile(const fs::path& path);
+
+ private:
+  void Setup(bool for_training);
+  void BuildOptimizer();
+  void Restore(const TrainState& state);
+  TrainState Snapshot() const;
+  void SaveState();
+  void MaybeEvaluateAndExport(bool final_eval);
+  std::vector<MetricValue> Evaluate(const std::string& prefix);
+  std::vector<MetricValue> EvaluateWithEma(const std::string& prefix);
+  void ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics);
+  void UpdateBest(const std::vector<MetricValue>& metrics);
+  void UpdateEma();
+  void SwapEma();
+  std::vector<torch::Tensor> ModelTensors() const;
+  double CurrentLr() const;
+  void ApplySchedule();
+  bool IsDue(int64_t interval, int64_t count, bool last) const {
+    return last || (interval > 0 && count % interval == 0);
+  }
+  StepInfo Info() const { return {step_, total_steps_, epoch_, total_epochs_}; }
+
+  const Registry& registry_;
+  const TeacherProvider* teachers_;
+  StageRun stage_;
+  TrainOptions options_;
+  Options root_;
+
+  torch::Device device_ = torch::kCPU;
+  std::shared_ptr<Dataset> train_set_, val_set_;
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<Loss> loss_;
+  std::vector<std::shared_ptr<Metric>> metrics_;
+  std::vector<std::string> metric_names_;
+  std::shared_ptr<Distiller> distiller_;
+  std::vector<std::shared_ptr<Hook>> hooks_;
+  std::shared_ptr<OptimizerFactory> optimizer_factory_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::shared_ptr<Scheduler> scheduler_;
+  std::unique_ptr<DataLoader> train_loader_, val_loader_;
+  std::unique_ptr<GradScaler> scaler_;
+
+  // Settings.
+  int64_t accumulate_ = 1;
+  double clip_ = 0;
+  double ema_decay_ = 0;
+  std::string ema_eval_ = "ema";
+  bool autocast_ = false;
+  at::ScalarType autocast_dtype_ = at::kBFloat16;
+  bool by_epoch_ = true;
+  int64_t val_interval_ = 1, checkpoint_interval_ = 1, log_interval_ = 20, keep_best_ = 1;
+  std::string best_metric_;
+  bool best_higher_ = true;
+
+  // Loop position.
+  int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
+  int64_t total_steps_ = 0, total_epochs_ = 0, steps_per_epoch_ = 0;
+  std::vector<torch::Tensor> ema_;
+  std::vector<BestEntry> best_;
+  std::vector<MetricValue> last_metrics_;
+  double previous_seconds_ = 0;
+  Clock::time_point started_;
+
+  std::unique_ptr<MetricsLog> log_;
+  std::unique_ptr<TensorBoardWriter> tb_;
+  std::unique_ptr<Progress> progress_;
+};
+
+void Trainer::Setup(bool for_training) {
+  const Options run = root_.Sub("run");
+  auto device = ResolveDevice(run.String("device"));
+  if (!device.ok()) run.Fail("device", std::string(device.status().message()));
+  device_ = *device;
+  if (run.Int("threads") > 0) torch::set_num_threads(static_cast<int>(run.Int("threads")));
+  at::globalContext().setDeterministicAlgorithms(run.Bool("deterministic"), false);
+  const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
+  torch::manual_seed(seed);
+
+  BuildContext ctx = BuildContext(registry_, device_).WithTeacherProvider(teachers_);
+  const Options data = root_.Sub("data");
+  if (for_training) train_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
+  if (data.Has("val")) val_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("val"));
+  model_ = ctx.Build<Model>(Kind::kModel, root_.Sub("model"));
+  model_->to(device_);
+  for (const Options& m : root_.SubList("metrics")) {
+    metrics_.push_back(ctx.Build<Metric>(Kind::kMetric, m));
+    metric_names_.push_back(m.Type());
+  }
+
+  const Options loader = root_.Sub("loader");
+  const bool pin = loader.Bool("pin_memory") && device_.is_cuda();
+  if (val_set_) {
+    LoaderOptions o;
+    o.batch_size = loader.Int("eval_batch_size") > 0 ? loader.Int("eval_batch_size")
+                                                     : loader.Int("batch_size");
+    o.workers = static_cast<int>(loader.Int("workers"));
+    o.prefetch = static_cast<int>(loader.Int("prefetch"));
+    o.shuffle = false;
+    o.drop_last = false;
+    o.pin_memory = pin;
+    o.seed = seed;
+    val_loader_ = std::make_unique<DataLoader>(val_set_, o);
+  }
+  if (!for_training) return;
+
+  loss_ = ctx.Build<Loss>(Kind::kLoss, root_.Sub("loss"));
+  if (root_.Has("distiller")) {
+    distiller_ = ctx.Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
+    distiller_->to(device_);
+    Guarded("distiller " + root_.Sub("distiller").Type(),
+            [&] { distiller_->MoveTeachers(device_); });
+  }
+  for (const Options& h : root_.SubList("hooks")) hooks_.push_back(ctx.Build<Hook>(Kind::kHook, h));
+
+  const Options train = root_.Sub("train");
+  optimizer_factory_ = ctx.Build<OptimizerFactory>(Kind::kOptimizer, train.Sub("optimizer"));
+  if (train.Has("scheduler")) {
+    scheduler_ = ctx.Build<Scheduler>(Kind::kScheduler, train.Sub("scheduler"));
+  }
+  accumulate_ = train.Int("accumulate");
+  clip_ = train.Float("clip_grad_norm");
+  ema_decay_ = train.Float("ema_decay");
+  ema_eval_ = train.String("ema_eval");
+  const std::string amp = train.String("amp");
+  autocast_ = amp != "off" && device_.is_cuda();
+  autocast_dtype_ = amp == "fp16" ? at::kHalf : at::kBFloat16;
+  if (autocast_ && amp == "fp16") scaler_ = std::make_unique<GradScaler>(device_);
+  val_interval_ = train.Int("val_interval");
+  checkpoint_interval_ = train.Int("checkpoint_interval");
+  log_interval_ = train.Int("log_interval");
+  keep_best_ = train.Int("keep_best");
+  best_metric_ = train.String("best_metric");
+
+  LoaderOptions o;
+  o.batch_size = loader.Int("batch_size");
+  o.workers = static_cast<int>(loader.Int("workers"));
+  o.prefetch = static_cast<int>(loader.Int("prefetch"));
+  o.shuffle = loader.Bool("shuffle");
+  o.drop_last = loader.Bool("drop_last");
+  o.pin_memory = pin;
+  o.seed = seed;
+  train_loader_ = std::make_unique<DataLoader>(train_set_, o);
+  steps_per_epoch_ = train_loader_->BatchesPerEpoch() / accumulate_;
+  if (steps_per_epoch_ < 1) {
+    loader.Fail("batch_size",
+                absl::StrCat("batch_size ", o.batch_size, " x train.accumulate ", accumulate_,
+                             " is more than one epoch of the training "
+                             "set (",
+                             train_set_->Size(), " samples)"));
+  }
+  const int64_t max_epochs = train.Int("max_epochs"), max_iters = train.Int("max_iters");
+  if ((max_epochs > 0) == (max_iters > 0)) {
+    train.Fail("", "set exactly one of max_epochs and max_iters");
+  }
+  by_epoch_ = max_epochs > 0;
+  total_steps_ = by_epoch_ ? max_epochs * steps_per_epoch_ : max_iters;
+  total_epochs_ = by_epoch_ ? max_epochs : (max_iters + steps_per_epoch_ - 1) / steps_per_epoch_;
+  BuildOptimizer();
+  if (ema_decay_ > 0) {
+    torch::NoGradGuard no_grad;
+    for (const torch::Tensor& t : ModelTensors()) ema_.push_back(t.detach().clone());
+  }
+}
+
+void Trainer::BuildOptimizer() {
+  NamedParameters params;
+  for (const auto& item : model_->named_parameters()) params.emplace_back(item.key(), item.value());
+  if (distiller_) {
+    for (const auto& item : distiller_->named_parameters()) {
+      params.emplace_back("distiller." + item.key(), item.value());
+    }
+  }
+  optimizer_ = Guarded("optimizer", [&] { return optimizer_factory_->Create(params); });
+}
+
+std::vector<torch::Tensor> Trainer::ModelTensors() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& item : model_->named_parameters()) out.push_back(item.value());
+  for (const auto& item : model_->named_buffers()) out.push_back(item.value());
+  return out;
+}
+
+void Trainer::UpdateEma() {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> current = ModelTensors();
+  for (size_t i = 0; i < current.size(); ++i) {
+    if (ema_[i].is_floating_point()) {
+      ema_[i].mul_(ema_decay_).add_(current[i].detach(), 1.0 - ema_decay_);
+    } else {
+      ema_[i].copy_(current[i]);
+    }
+  }
+}
+
+// Exchanges the model's weights with the EMA weights (call twice to restore).
+void Trainer::SwapEma() {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> current = ModelTensors();
+  for (size_t i = 0; i < current.size(); ++i) {
+    torch::Tensor held = current[i].detach().clone();
+    current[i].copy_(ema_[i]);
+    ema_[i].copy_(held);
+  }
+}
+
+double Trainer::CurrentLr() const {
+  const ScheduleClock clock{step_, total_steps_, steps_per_epoch_};
+  return optimizer_factory_->BaseLr() * (scheduler_ ? scheduler_->LrFactor(clock) : 1.0);
+}
+
+void Trainer::ApplySchedule() {
+  const double lr = CurrentLr();
+  for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr);
+  if (scheduler_) {
+    const ScheduleClock clock{step_, total_steps_, steps_per_epoch_};
+    if (std::optional<double> momentum = scheduler_->Momentum(clock)) {
+      optimizer_factory_->SetMomentum(*optimizer_, *momentum);
+    }
+  }
+}
+
+TrainState Trainer::Snapshot() const {
+  TrainState s;
+  s.step = step_;
+  s.epoch = epoch_;
+  s.batch_in_epoch = batch_in_epoch_;
+  s.model = ModuleState(*model_);
+  if (distiller_) s.distiller = ModuleState(*distiller_);
+  {
+    std::vector<std::string> names;
+    for (const auto& item : model_->named_parameters()) names.push_back(item.key());
+    for (const auto& item : model_->named_buffers()) names.push_back(item.key());
+    for (size_t i = 0; i < ema_.size(); ++i)
+      s.ema.emplace(names[i], ema_[i].detach().cpu().clone());
+  }
+  torch::serialize::OutputArchive archive;
+  optimizer_->save(archive);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  s.optimizer = bytes.str();
+  {
+    auto generator = at::globalContext().defaultGenerator(c10::DeviceType::CPU);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    s.cpu_rng = generator.get_state();
+  }
+  if (device_.is_cuda()) {
+    auto generator = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    s.cuda_rng = generator.get_state();
+  }
+  if (scaler_) s.grad_scaler = scaler_->State();
+  s.config = ToToml(*stage_.config);
+  s.best = best_;
+  s.seconds = previous_seconds_ + Seconds(started_);
+  return s;
+}
+
+void Trainer::Restore(const TrainState& s) {
+  const std::string source = (stage_.dir / "state" / "train_state.pt").string();
+  if (s.config != ToToml(*stage_.config)) {
+    throw Error(absl::FailedPreconditionError(absl::StrCat(
+        source,
+        ": saved with a different config than this stage's; delete the stage directory "
+        "or run with --fresh")));
+  }
+  ThrowIfError(LoadModuleState(*model_, s.model, true, source).status());
+  if (distiller_) ThrowIfError(LoadModuleState(*distiller_, s.distiller, true, source).status());
+  if (!ema_.empty()) {
+    std::vector<std::string> names;
+    for (const auto& item : model_->named_parameters()) names.push_back(item.key());
+    for (const auto& item : model_->named_buffers()) names.push_back(item.key());
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ema_.size(); ++i) {
+      auto it = s.ema.find(names[i]);
+      if (it == s.ema.end()) {
+        throw Error(absl::DataLossError(
+            absl::StrCat(source, ": EMA weights are missing '", names[i], "'")));
+      }
+      ema_[i].copy_(it->second);
+    }
+  }
+  torch::serialize::InputArchive archive;
+  std::istringstream bytes(s.optimizer);
+  archive.load_from(bytes, device_);
+  optimizer_->load(archive);
+  {
+    auto generator = at::globalContext().defaultGenerator(c10::DeviceType::CPU);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(s.cpu_rng);
+  }
+  if (device_.is_cuda() && s.cuda_rng.defined()) {
+    auto generator = at::globalContext().defaultGenerator(device_);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(s.cuda_rng);
+  }
+  if (scaler_ && s.grad_scaler.defined()) scaler_->Load(s.grad_scaler);
+  step_ = s.step;
+  epoch_ = s.epoch;
+  batch_in_epoch_ = s.batch_in_epoch;
+  best_ = s.best;
+  previous_seconds_ = s.seconds;
+}
+
+void Trainer::SaveState() {
+  ThrowIfError(SaveTrainState(stage_.dir / "state" / "train_state.pt", Snapshot()));
+}
+
+std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
+  std::vector<MetricValue> out;
+  if (!val_loader_ || metrics_.empty()) return out;
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  for (auto& metric : metrics_) metric->Reset();
+  auto epoch = val_loader_->Start(0);
+  while (std::optional<TensorDict> batch = epoch->Next()) {
+    TensorDict on_device = batch->To(device_, true);
+    TensorDict outputs;
+    {
+      AutocastGuard autocast(autocast_, autocast_dtype_);
+      outputs = Guarded("model forward (evaluation)", [&] { return model_->Forward(on_device); });
+    }
+    for (size_t i = 0; i < metrics_.size(); ++i) {
+      Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, on_device); });
+    }
+  }
+  for (size_t i = 0; i < metrics_.size(); ++i) {
+    for (MetricValue v :
+         Guarded("metric " + metric_names_[i], [&] { return metrics_[i]->Compute(); })) {
+      v.name = prefix + v.name;
+      out.push_back(v);
+    }
+  }
+  model_->train();
+  return out;
+}
+
+std::vector<MetricValue> Trainer::EvaluateWithEma(const std::string& prefix) {
+  if (ema_.empty() || ema_eval_ == "raw") return Evaluate(prefix);
+  SwapEma();
+  std::vector<MetricValue> ema_values = Evaluate(ema_eval_ == "both" ? prefix + "ema/" : prefix);
+  SwapEma();
+  if (ema_eval_ == "ema") return ema_values;
+  std::vector<MetricValue> values = Evaluate(prefix);
+  values.insert(values.end(), ema_values.begin(), ema_values.end());
+  return values;
+}
+
+void Trainer::ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics) {
+  ModelExport data;
+  data.model_config = root_.Sub("model").ToToml();
+  data.state = ModuleState(*model_);
+  data.metrics = metrics;
+  data.stage = stage_.name;
+  data.step = step_;
+  ThrowIfError(SaveModelExport(path, data));
+}
+
+// Keeps the best-k exports, ranked by best_metric_. With EMA evaluated alongside the raw weights,
+// the better of the two counts and its weights are the ones exported.
+void Trainer::UpdateBest(const std::vector<MetricValue>& metrics) {
+  if (metrics.empty() || keep_best_ == 0) return;
+  const std::string name = best_metric_.empty() ? metrics.front().name : best_metric_;
+  std::optional<double> raw, ema;
+  for (const MetricValue& m : metrics) {
+    if (m.name == name) raw = m.value;
+    if (m.name == "ema/" + name) ema = m.value;
+  }
+  if (!raw) {
+    std::vector<std::string> names;
+    for (const MetricValue& m : metrics) names.push_back(m.name);
+    root_.Sub("train").Fail("best_metric", absl::StrCat("'", name,
+                                                        "' is not reported by the metrics "
+                                                        "(they report: ",
+                                                        absl::StrJoin(names, ", "), ")"));
+  }
+  const bool use_ema = ema && (best_higher_ ? *ema > *raw : *ema < *raw);
+  const double value = use_ema ? *ema : *raw;
+  auto better = [&](double a, double b) { return best_higher_ ? a > b : a < b; };
+  if (static_cast<int64_t>(best_.size()) >= keep_best_ && !better(value, best_.back().value))
+    return;
+
+  const std::string file = absl::StrFormat("best_%s_step%d.pt", name, step_);
+  const fs::path path = stage_.dir / "checkpoints" / absl::StrReplaceAll(file, {{"/", "-"}});
+  if (use_ema) SwapEma();
+  ExportModel(path, metrics);
+  const bool top = best_.empty() || better(value, best_.front().value);
+  if (top) ExportModel(stage_.dir / "export" / "best.pt", metrics);
+  if (use_ema) SwapEma();
+  best_.push_back({value, step_, path.string()});
+  std::stable_sort(best_.begin(), best_.end(), [&](const BestEntry& a, const BestEntry& b) {
+    return better(a.value, b.value);
+  });
+  while (static_cast<int64_t>(best_.size()) > keep_best_) {
+    std::error_code ec;
+    fs::remove(best_.back().path, ec);
+    best_.pop_back();
+  }
+}
+
+void Trainer::MaybeEvaluateAndExport(bool final_eval) {
+  const int64_t count = by_epoch_ ? epoch_ : step_;
+  if (!IsDue(val_interval_, count, final_eval) || !val_loader_) return;
+  last_metrics_ = EvaluateWithEma("");
+  if (last_metrics_.empty()) return;
+  for (size_t i = 0; i < metrics_.size() && i < 1; ++i)
+    best_higher_ = metrics_[i]->HigherIsBetter();
+  std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+      {"stage", stage_.name}, {"kind", std::string("val")}, {"step", step_}, {"epoch", epoch_}};
+  for (const MetricValue& m : last_metrics_) {
+    record.emplace_back(m.name, m.value);
+    tb_->AddScalar("val/" + m.name, m.value, step_);
+  }
+  log_->Write(record);
+  tb_->Flush();
+  progress_->Line(
+      absl::StrFormat("[%s] step %d: %s", stage_.name, step_, FormatMetrics(last_metrics_)));
+  UpdateBest(last_metrics_);
+}
+
+TrainOutcome Trainer::Run() {
+  Setup(true);
+  const bool bench = options_.bench_steps > 0;
+  const fs::path state_path = stage_.dir / "state" / "train_state.pt";
+  std::error_code ec;
+  if (!bench && !options_.fresh && fs::exists(state_path, ec)) {
+    Restore(ValueOrThrow(LoadTrainState(state_path)));
+  }
+  progress_ = std::make_unique<Progress>(stage_.name, bench ? options_.bench_steps : total_steps_,
+                                         options_.progress);
+  if (!bench) {
+    log_ = std::make_unique<MetricsLog>(stage_.dir / "metrics.jsonl");
+    tb_ = std::make_unique<TensorBoardWriter>(stage_.dir / "tb");
+    if (step_ > 0) {
+      progress_->Line(absl::StrFormat("[%s] resuming at step %d/%d from %s", stage_.name, step_,
+                                      total_steps_, state_path.string()));
+    }
+  }
+  started_ = Clock::now();
+  model_->train();
+  if (distiller_) distiller_->train();
+  for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnTrainStart(Info(), *model_); });
+  if (distiller_) Guarded("distiller", [&] { distiller_->OnTrainStart(Info(), *model_); });
+
+  const int64_t target = bench ? std::min(total_steps_, options_.bench_steps) : total_steps_;
+  const int64_t stop_at = options_.stop_after_steps > 0 ? options_.stop_after_steps : target;
+  // Timing of each phase, for --bench (synchronised on CUDA so that times are real).
+  double t_data = 0, t_forward = 0, t_backward = 0, t_optimizer = 0;
+  int64_t timed_samples = 0;
+  auto sync = [&] {
+    if (bench && device_.is_cuda()) torch::cuda::synchronize(device_.index());
+  };
+  std::map<std::string, double> window_terms;
+  int64_t window_steps = 0, window_samples = 0;
+  Clock::time_point window_start = Clock::now();
+  Clock::time_point loop_start = Clock::now();
+  const int64_t start_step = step_;
+
+  while (step_ < target && step_ < stop_at) {
+    const int64_t batches_this_epoch = steps_per_epoch_ * accumulate_;
+    auto epoch = train_loader_->Start(epoch_, batch_in_epoch_);
+    while (batch_in_epoch_ < batches_this_epoch && step_ < target && step_ < stop_at) {
+      Clock::time_point t0 = Clock::now();
+      std::optional<TensorDict> host_batch = epoch->Next();
+      if (!host_batch) break;
+      TensorDict batch = host_batch->To(device_, true);
+      sync();
+      Clock::time_point t1 = Clock::now();
+      const bool first_micro = batch_in_epoch_ % accumulate_ == 0;
+      if (first_micro) ApplySchedule();
+      TensorDict terms;
+      {
+        AutocastGuard autocast(autocast_, autocast_dtype_);
+        TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
+        terms = Guarded("loss " + root_.Sub("loss").Type(),
+                        [&] { return loss_->Forward(outputs, batch); });
+        if (distiller_) {
+          terms.Update(Guarded("distiller " + root_.Sub("distiller").Type(),
+                               [&] { return distiller_->Forward(batch, outputs, Info()); }));
+        }
+      }
+      torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
+      for (const auto& [name, value] : terms) total = total + value.to(torch::kFloat);
+      const double total_value = total.item<double>();
+      if (!std::isfinite(total_value)) {
+        std::vector<std::string> parts;
+        for (const auto& [name, value] : terms) {
+          parts.push_back(absl::StrFormat("%s=%g", name, value.item<double>()));
+        }
+        std::string kept = "no resumable state was written";
+        bool weights_finite = true;
+        for (const torch::Tensor& t : ModelTensors()) {
+          if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+            weights_finite = false;
+        }
+        if (!bench && weights_finite) {
+          SaveState();
+          kept = absl::StrCat("the weights before this step (all finite) are saved in ",
+                              state_path.string());
+        } else if (fs::exists(state_path, ec)) {
+          kept = absl::StrCat("the last good state is ", state_path.string());
+        }
+        throw Error(absl::FailedPreconditionError(absl::StrFormat(
+            "stage '%s': the loss is not finite at step %d (%s); training stopped and %s. Lower "
+            "the "
+            "learning rate, set train.clip_grad_norm, or check the data and the loss",
+            stage_.name, step_ + 1, absl::StrJoin(parts, ", "), kept)));
+      }
+      sync();
+      Clock::time_point t2 = Clock::now();
+      torch::Tensor scaled = total / static_cast<double>(accumulate_);
+      if (scaler_) scaled = scaler_->Scale(scaled);
+      Guarded("backward", [&] { scaled.backward(); });
+      sync();
+      Clock::time_point t3 = Clock::now();
+      ++batch_in_epoch_;
+      for (const auto& [name, value] : terms)
+        window_terms[name] += value.item<double>() / accumulate_;
+      window_samples += BatchSize(batch);
+      if (batch_in_epoch_ % accumulate_ != 0) continue;
+
+      bool step_ok = true;
+      if (scaler_) step_ok = scaler_->Unscale(*optimizer_);
+      if (clip_ > 0 && step_ok) {
+        std::vector<torch::Tensor> params;
+        for (auto& group : optimizer_->param_groups()) {
+          for (auto& p : group.params()) params.push_back(p);
+        }
+        torch::nn::utils::clip_grad_norm_(params, clip_);
+      }
+      if (step_ok) optimizer_->step();
+      if (scaler_) scaler_->Update();
+      optimizer_->zero_grad();
+      if (!ema_.empty()) UpdateEma();
+      ++step_;
+      ++window_steps;
+      sync();
+      Clock::time_point t4 = Clock::now();
+      if (bench && step_ - start_step > std::min<int64_t>(2, options_.bench_steps / 4)) {
+        t_data += std::chrono::duration<double>(t1 - t0).count();
+        t_forward += std::chrono::duration<double>(t2 - t1).count();
+        t_backward += std::chrono::duration<double>(t3 - t2).count();
+        t_optimizer += std::chrono::duration<double>(t4 - t3).count();
+        timed_samples += BatchSize(batch) * accumulate_;
+      }
+      for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnIterEnd(Info(), *model_, terms); });
+      if (distiller_) Guarded("distiller", [&] { distiller_->OnIterEnd(Info(), *model_, terms); });
+
+      if (step_ % log_interval_ == 0 || step_ == target) {
+        const double elapsed = Seconds(window_start);
+        const double rate = elapsed > 0 ? window_samples / elapsed : 0;
+        const double per_step = Seconds(loop_start) / static_cast<double>(step_ - start_step);
+        std::vector<std::pair<std::string, double>> shown;
+        double loss_sum = 0;
+        for (const auto& [name, sum] : window_terms) {
+          shown.emplace_back(name, sum / window_steps);
+          loss_sum += sum / window_steps;
+        }
+        shown.insert(shown.begin(), {"loss", loss_sum});
+        const double lr = optimizer_->param_groups().front().options().get_lr();
+        progress_->Update(step_, epoch_, total_epochs_, shown, lr, rate,
+                          per_step * static_cast<double>(target - step_));
+        if (!bench) {
+          std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+              {"stage", stage_.name},
+              {"kind", std::string("train")},
+              {"step", step_},
+              {"epoch", epoch_},
+              {"lr", lr},
+              {"samples_per_s", rate}};
+          for (const auto& [name, value] : shown) {
+            record.emplace_back(name, value);
+            tb_->AddScalar("train/" + name, value, step_);
+          }
+          tb_->AddScalar("train/lr", lr, step_);
+          log_->Write(record);
+        }
+        window_terms.clear();
+        window_steps = 0;
+        window_samples = 0;
+        window_start = Clock::now();
+      }
+      if (!bench && !by_epoch_) {
+        const bool last = step_ == target;
+        MaybeEvaluateAndExport(last);
+        if (!last && IsDue(checkpoint_interval_, step_, false)) SaveState();
+      }
+      if (!bench && step_ == stop_at && stop_at < target) {
+        SaveState();
+        progress_->Finish();
+        TrainOutcome outcome;
+        outcome.steps = step_;
+        outcome.seconds = previous_seconds_ + Seconds(started_);
+        return outcome;
+      }
+    }
+    if (batch_in_epoch_ >= batches_this_epoch) {
+      Guarded("distiller/hooks at epoch end", [&] {
+        for (auto& hook : hooks_) hook->OnEpochEnd(Info(), *model_);
+        if (distiller_) distiller_->OnEpochEnd(Info(), *model_);
+      });
+      ++epoch_;
+      batch_in_epoch_ = 0;
+      if (!bench && by_epoch_) {
+        const bool last = step_ >= target;
+        MaybeEvaluateAndExport(last);
+        if (!last && IsDue(checkpoint_interval_, epoch_, false)) SaveState();
+      }
+    }
+  }
+  progress_->Finish();
+
+  TrainOutcome outcome;
+  outcome.steps = step_;
+  outcome.seconds = previous_seconds_ + Seconds(started_);
+  if (bench) {
+    const double total = t_data + t_forward + t_backward + t_optimizer;
+    const int64_t timed_steps =
+        std::max<int64_t>(1, step_ - start_step - std::min<int64_t>(2, options_.bench_steps / 4));
+    auto row = [&](const char* name, double t) {
+      return absl::StrFormat("  %-10s %9.2f ms/step  %5.1f%%\n", name, 1e3 * t / timed_steps,
+                             total > 0 ? 100.0 * t / total : 0.0);
+    };
+    outcome.bench_report = absl::StrCat(
+        absl::StrFormat(
+            "bench: stage '%s' on %s, %d steps timed (after %d warm-up), batch %d x %d\n",
+            stage_.name, device_.str(), timed_steps, step_ - start_step - timed_steps,
+            train_loader_->options().batch_size, accumulate_),
+        row("data", t_data), row("forward", t_forward), row("backward", t_backward),
+        row("optimizer", t_optimizer), row("total", total),
+        absl::StrFormat("  throughput %.1f samples/s\n", total > 0 ? timed_samples / total : 0.0));
+    outcome.completed = true;
+    return outcome;
+  }
+  if (last_metrics_.empty() && val_loader_) MaybeEvaluateAndExport(true);
+  ExportModel(stage_.dir / "export" / "last.pt", last_metrics_);
+  if (!fs::exists(stage_.dir / "export" / "best.pt", ec)) {
+    ExportModel(stage_.dir / "export" / "best.pt", last_metrics_);
+  }
+  SaveState();
+  outcome.completed = true;
+  outcome.metrics = last_metrics_;
+  outcome.seconds = previous_seconds_ + Seconds(started_);
+  return outcome;
+}
+
+std::vector<MetricValue> Trainer::EvaluateFile(const fs::path& path) {
+  Setup(false);
+  if (!val_loader_) root_.Sub("data").Fail("", "no `val` dataset to evaluate on");
+  ModelExport data = ValueOrThrow(LoadModelExport(path));
+  LoadReport report = ValueOrThrow(LoadModuleState(*model_, data.state, true, path.string()));
+  (void)report;
+  started_ = Clock::now();
+  return Evaluate("");
+}
+
+template <typename F>
+auto CatchAll(const std::string& stage, F&& f) -> absl::StatusOr<decltype(f())> {
+  try {
+    return f();
+  } catch (const Error& e) {
+    return e.status();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("stage '", stage, "': ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("stage '", stage, "': ", e.what()));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const TeacherProvider* teachers,
+                                        const StageRun& stage, const TrainOptions& options) {
+  return CatchAll(stage.name, [&] { return Trainer(registry, teachers, stage, options).Run(); });
+}
+
+absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,
+                                                        const TeacherProvider* teachers,
+                                                        const StageRun& stage,
+                                                        const fs::path& export_path,
+                                                        bool progress) {
+  TrainOptions options;
+  options.progress = progress;
+  return CatchAll(stage.name, [&] {
+    return Trainer(registry, teachers, stage, options).EvaluateFile(export_path);
+  });
+}
+
+}  // namespace kd::host

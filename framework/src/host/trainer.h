@@ -1,0 +1,56 @@
+// The training loop of one stage. Layout of a stage directory:
+//   config.toml              the resolved stage config
+//   state/train_state.pt     resumable training state (atomic; the last good one)
+//   export/best.pt, last.pt  student-only model exports (the artefacts later stages use)
+//   checkpoints/             the best-k exports
+//   metrics.jsonl, tb/       JSON-lines log and TensorBoard events
+//   summary.toml             written last: the stage is complete
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "host/config.h"
+#include "kd/metric.h"
+#include "kd/registry.h"
+
+namespace kd::host {
+
+struct StageRun {
+  std::string name;
+  std::filesystem::path dir;
+  std::shared_ptr<const CNode> config;  // validated stage config
+};
+
+struct TrainOptions {
+  int64_t stop_after_steps = 0;  // 0: run to the end
+  bool fresh = false;            // ignore an existing resumable state
+  bool progress = true;
+  int64_t bench_steps = 0;  // > 0: time this many steps, write nothing
+};
+
+struct TrainOutcome {
+  bool completed = false;
+  int64_t steps = 0;
+  double seconds = 0;
+  std::vector<MetricValue> metrics;  // of the final evaluation
+  std::string bench_report;          // with bench_steps
+};
+
+absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const TeacherProvider* teachers,
+                                        const StageRun& stage, const TrainOptions& options);
+
+// Evaluates a model export on the stage's `data.val`.
+absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,
+                                                        const TeacherProvider* teachers,
+                                                        const StageRun& stage,
+                                                        const std::filesystem::path& export_path,
+                                                        bool progress);
+
+// "auto" | "cpu" | "cuda" | "cuda:N" -> device; errors name the key and what is available.
+absl::StatusOr<torch::Device> ResolveDevice(const std::string& spec);
+
+}  // namespace kd::host

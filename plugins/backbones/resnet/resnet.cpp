@@ -1,0 +1,268 @@
+// resnet::ResNet: torchvision's ResNet-18/34/50/101/152 without the classifier, returning the
+// outputs of layer1..layer4 as features. Submodules carry torchvision's names (conv1, bn1,
+// layer1.0.conv1, layer1.0.downsample.0, ...) so that torchvision state dicts load by name.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "components.h"
+#include "init.h"
+#include "kd/error.h"
+#include "kd/model.h"
+#include "kd/registry.h"
+
+namespace resnet {
+namespace {
+
+torch::nn::Conv2d Conv(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
+                       int64_t dilation = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, kernel)
+                               .stride(stride)
+                               .padding(dilation * (kernel / 2))
+                               .dilation(dilation)
+                               .bias(false));
+}
+
+// torchvision's BasicBlock (ResNet-18/34): two 3x3 convolutions, the first one strided.
+// torchvision refuses dilation here; we dilate both convolutions (as mmsegmentation does) so that
+// ResNet-18/34 also have output-stride 8/16 variants. Parameter names are unaffected.
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 1;
+
+  BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
+                 torch::nn::Sequential downsample)
+      : conv1_(register_module("conv1", Conv(in_channels, planes, 3, stride, dilation))),
+        bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
+        conv2_(register_module("conv2", Conv(planes, planes, 3, 1, dilation))),
+        bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))) {
+    if (downsample) downsample_ = register_module("downsample", downsample);
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+    out = bn2_(conv2_(out));
+    return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
+  }
+
+  // The batch norm that closes the residual branch (zeroed by zero_init_residual).
+  torch::nn::BatchNorm2d& last_bn() { return bn2_; }
+
+ private:
+  torch::nn::Conv2d conv1_;
+  torch::nn::BatchNorm2d bn1_;
+  torch::nn::Conv2d conv2_;
+  torch::nn::BatchNorm2d bn2_;
+  torch::nn::Sequential downsample_{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+// torchvision's Bottleneck (ResNet-50+, "ResNet v1.5"): 1x1 reduce, strided and dilated 3x3,
+// 1x1 expand by 4.
+class BottleneckImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 4;
+
+  BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
+                 torch::nn::Sequential downsample)
+      : conv1_(register_module("conv1", Conv(in_channels, planes, 1, 1))),
+        bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
+        conv2_(register_module("conv2", Conv(planes, planes, 3, stride, dilation))),
+        bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))),
+        conv3_(register_module("conv3", Conv(planes, planes * kExpansion, 1, 1))),
+        bn3_(register_module("bn3", torch::nn::BatchNorm2d(planes * kExpansion))) {
+    if (downsample) downsample_ = register_module("downsample", downsample);
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor out = torch::relu(bn1_(conv1_(x)));
+    out = torch::relu(bn2_(conv2_(out)));
+    out = bn3_(conv3_(out));
+    return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
+  }
+
+  torch::nn::BatchNorm2d& last_bn() { return bn3_; }
+
+ private:
+  torch::nn::Conv2d conv1_;
+  torch::nn::BatchNorm2d bn1_;
+  torch::nn::Conv2d conv2_;
+  torch::nn::BatchNorm2d bn2_;
+  torch::nn::Conv2d conv3_;
+  torch::nn::BatchNorm2d bn3_;
+  torch::nn::Sequential downsample_{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+// torchvision's resnet18 ... resnet152: block type and blocks per stage.
+struct Architecture {
+  int64_t depth;
+  bool bottleneck;
+  std::array<int64_t, 4> blocks;
+};
+constexpr std::array<Architecture, 5> kArchitectures = {{{18, false, {2, 2, 2, 2}},
+                                                         {34, false, {3, 4, 6, 3}},
+                                                         {50, true, {3, 4, 6, 3}},
+                                                         {101, true, {3, 4, 23, 3}},
+                                                         {152, true, {3, 8, 36, 3}}}};
+
+struct ResNetOptions {
+  Architecture architecture{};
+  int64_t in_channels = 3;
+  bool small_stem = false;
+  int64_t output_stride = 32;
+  bool zero_init_residual = false;
+};
+
+ResNetOptions ReadOptions(const kd::Options& options) {
+  ResNetOptions o;
+  const int64_t depth = options.Int("depth");
+  const auto* found = std::find_if(kArchitectures.begin(), kArchitectures.end(),
+                                   [depth](const Architecture& a) { return a.depth == depth; });
+  if (found == kArchitectures.end()) {
+    options.Fail("depth", absl::StrCat("ResNet depth ", depth, " does not exist; use one of ",
+                                       absl::StrJoin(kArchitectures, ", ",
+                                                     [](std::string* out, const Architecture& a) {
+                                                       absl::StrAppend(out, a.depth);
+                                                     })));
+  }
+  o.architecture = *found;
+  o.in_channels = options.Int("in_channels");
+  o.small_stem = options.String("stem") == "small";
+  o.output_stride = options.Int("output_stride");
+  if (o.output_stride != 8 && o.output_stride != 16 && o.output_stride != 32) {
+    options.Fail("output_stride", absl::StrCat("output_stride ", o.output_stride,
+                                               " is not supported; use one of 8, 16, 32"));
+  }
+  o.zero_init_residual = options.Bool("zero_init_residual");
+  return o;
+}
+
+const std::vector<std::string>& FeatureNameList() {
+  static const std::vector<std::string> names = {"feat.layer1", "feat.layer2", "feat.layer3",
+                                                 "feat.layer4"};
+  return names;
+}
+
+class ResNet : public kd::Backbone {
+ public:
+  explicit ResNet(const ResNetOptions& o) : small_stem_(o.small_stem) {
+    conv1_ = register_module(
+        "conv1", o.small_stem ? Conv(o.in_channels, 64, 3, 1) : Conv(o.in_channels, 64, 7, 2));
+    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
+    if (!o.small_stem) {
+      maxpool_ = register_module(
+          "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
+    }
+    const std::vector<torch::nn::BatchNorm2d> residual_bns =
+        o.architecture.bottleneck ? BuildLayers<Bottleneck>(o) : BuildLayers<BasicBlock>(o);
+
+    InitLikeTorchvision(*this);
+    if (o.zero_init_residual) {
+      // Each residual branch starts at zero, so every block starts as the identity
+      // (Goyal et al., "Accurate, Large Minibatch SGD", as torchvision's zero_init_residual).
+      torch::NoGradGuard no_grad;
+      for (const auto& bn : residual_bns) torch::nn::init::zeros_(bn->weight);
+    }
+  }
+
+  kd::TensorDict Forward(const torch::Tensor& image) override {
+    torch::Tensor x = torch::relu(bn1_(conv1_(image)));
+    if (!small_stem_) x = maxpool_(x);
+    kd::TensorDict features;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      x = layers_[i]->forward(x);
+      features.Set(FeatureNameList()[i], x);
+    }
+    return features;
+  }
+
+  std::vector<std::string> FeatureNames() const override { return FeatureNameList(); }
+
+  int64_t FeatureChannels(const std::string& name) const override {
+    const std::vector<std::string>& names = FeatureNameList();
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == name) return channels_[i];
+    }
+    throw kd::Error(absl::NotFoundError(absl::StrCat("resnet::ResNet has no feature '", name,
+                                                     "'; it has ", absl::StrJoin(names, ", "))));
+  }
+
+ private:
+  // torchvision's _make_layer for all four stages. A dilated stage (replace_stride_with_dilation)
+  // keeps stride 1 and multiplies the running dilation by 2; its first block still uses the
+  // previous dilation, as torchvision does. Returns the batch norm closing each block's residual
+  // branch.
+  template <typename Block>
+  std::vector<torch::nn::BatchNorm2d> BuildLayers(const ResNetOptions& o) {
+    const std::array<int64_t, 4>& blocks = o.architecture.blocks;
+    const std::array<bool, 4> dilate = {false, false, o.output_stride == 8, o.output_stride <= 16};
+    std::vector<torch::nn::BatchNorm2d> residual_bns;
+    int64_t in_channels = 64;
+    int64_t dilation = 1;
+    for (size_t stage = 0; stage < 4; ++stage) {
+      const int64_t planes = int64_t{64} << stage;
+      const int64_t out_channels = planes * Block::Impl::kExpansion;
+      int64_t stride = stage == 0 ? 1 : 2;
+      const int64_t previous_dilation = dilation;
+      if (dilate[stage]) {
+        dilation *= stride;
+        stride = 1;
+      }
+      torch::nn::Sequential downsample{nullptr};
+      if (stride != 1 || in_channels != out_channels) {
+        downsample = torch::nn::Sequential(Conv(in_channels, out_channels, 1, stride),
+                                           torch::nn::BatchNorm2d(out_channels));
+      }
+      torch::nn::Sequential layer;
+      for (int64_t i = 0; i < blocks[stage]; ++i) {
+        Block block = i == 0 ? Block(in_channels, planes, stride, previous_dilation, downsample)
+                             : Block(out_channels, planes, 1, dilation, nullptr);
+        residual_bns.push_back(block->last_bn());
+        layer->push_back(block);
+      }
+      in_channels = out_channels;
+      channels_[stage] = out_channels;
+      layers_.push_back(register_module(absl::StrCat("layer", stage + 1), layer));
+    }
+    return residual_bns;
+  }
+
+  bool small_stem_;
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::BatchNorm2d bn1_{nullptr};
+  torch::nn::MaxPool2d maxpool_{nullptr};
+  std::vector<torch::nn::Sequential> layers_;
+  std::array<int64_t, 4> channels_{};
+};
+
+}  // namespace
+
+void RegisterResNet(kd::Registrar& registrar) {
+  registrar.Add(
+      kd::Kind::kBackbone, "ResNet",
+      "torchvision ResNet-18..152 without fc (same parameter names); features feat.layer1..4",
+      kd::Schema()
+          .Int("depth", 18, "18 or 34 (BasicBlock), 50, 101 or 152 (Bottleneck)")
+          .Int("in_channels", 3, "channels of the input image")
+          .Min(1)
+          .Enum("stem", {"imagenet", "small"}, "imagenet",
+                "imagenet: 7x7/2 conv + 3x3/2 max-pool (torchvision); small: 3x3/1 conv, no "
+                "max-pool, for 28-96 px images")
+          .Int("output_stride", 32,
+               "32, or 16 / 8 to dilate layer4 / layer3+layer4 instead of striding them "
+               "(torchvision's replace_stride_with_dilation; for dense prediction)")
+          .Bool("zero_init_residual", false,
+                "zero the last batch-norm weight of every block so that blocks start as identity"),
+      [](const kd::Options& options, const kd::BuildContext&) {
+        return std::make_shared<ResNet>(ReadOptions(options));
+      });
+}
+
+}  // namespace resnet

@@ -1,0 +1,124 @@
+// The `distillers` plugin: method-independent distillers on the task logits (vanilla KD and logit
+// MSE), and the plugin's entry point.
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kd/plugin.h"
+#include "logit_losses.h"
+
+namespace distillers {
+
+namespace {
+
+// Options every logit distiller reads.
+kd::Schema LogitDistillerSchema() {
+  return kd::Schema()
+      .Table("teacher", kd::TeacherSchema(), "the teacher")
+      .Float("weight", 1.0, "multiplier of the loss term")
+      .String("logits_key", "logits", "output key of the logits in student and teacher outputs");
+}
+
+// A distiller that compares the student's logits with those of one frozen teacher run on the same
+// batch. The teacher is deliberately not a registered submodule: it is neither trained nor saved
+// with the student.
+class LogitDistiller : public kd::Distiller {
+ public:
+  void MoveTeachers(const torch::Device& device) override { teacher_->to(device); }
+
+ protected:
+  LogitDistiller(const kd::Options& options, const kd::BuildContext& ctx)
+      : teacher_(ctx.LoadTeacher(options.Sub("teacher"))),
+        logits_key_(options.String("logits_key")),
+        weight_(options.Float("weight")) {}
+
+  struct LogitPair {
+    torch::Tensor student;
+    torch::Tensor teacher;
+  };
+
+  LogitPair Logits(const kd::TensorDict& batch, const kd::TensorDict& student_outputs) const {
+    LogitPair logits;
+    logits.student = student_outputs.at(logits_key_);
+    torch::NoGradGuard no_grad;
+    logits.teacher = teacher_->Forward(batch).at(logits_key_);
+    return logits;
+  }
+
+  double weight() const { return weight_; }
+
+ private:
+  std::shared_ptr<kd::Model> teacher_;
+  std::string logits_key_;
+  double weight_;
+};
+
+class Kd : public LogitDistiller {
+ public:
+  Kd(const kd::Options& options, const kd::BuildContext& ctx)
+      : LogitDistiller(options, ctx),
+        temperature_(options.Float("temperature")),
+        multilabel_(options.String("mode") == "multilabel") {
+    if (temperature_ <= 0) {
+      options.Fail("temperature", absl::StrCat("must be > 0, got ", temperature_));
+    }
+  }
+
+  kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
+                         const kd::StepInfo& /*step*/) override {
+    const LogitPair logits = Logits(batch, student_outputs);
+    const torch::Tensor loss = multilabel_
+                                   ? MultiLabelKd(logits.student, logits.teacher, temperature_)
+                                   : SoftmaxKd(logits.student, logits.teacher, temperature_);
+    return {{"loss.kd", weight() * loss}};
+  }
+
+ private:
+  double temperature_;
+  bool multilabel_;
+};
+
+class LogitMseDistiller : public LogitDistiller {
+ public:
+  LogitMseDistiller(const kd::Options& options, const kd::BuildContext& ctx)
+      : LogitDistiller(options, ctx),
+        reduction_(options.String("reduction") == "sum" ? Reduction::kSum : Reduction::kMean) {}
+
+  kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
+                         const kd::StepInfo& /*step*/) override {
+    const LogitPair logits = Logits(batch, student_outputs);
+    return {{"loss.logit_mse", weight() * LogitMse(logits.student, logits.teacher, reduction_)}};
+  }
+
+ private:
+  Reduction reduction_;
+};
+
+void Register(kd::Registrar& registrar) {
+  registrar.Add(kd::Kind::kDistiller, "KD",
+                "vanilla KD (Hinton 2015): T²-scaled KL between teacher and student soft logits; "
+                "term loss.kd",
+                LogitDistillerSchema()
+                    .Float("temperature", 4.0, "softening temperature T (> 0)")
+                    .Enum("mode", {"softmax", "multilabel"}, "softmax",
+                          "softmax over classes, or per-label sigmoids (binary KL per label)"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<Kd>(o, ctx);
+                });
+  registrar.Add(kd::Kind::kDistiller, "LogitMSE",
+                "squared error between student and teacher logits; term loss.logit_mse",
+                LogitDistillerSchema().Enum("reduction", {"mean", "sum"}, "mean",
+                                            "mean or sum of the squared errors over all elements"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<LogitMseDistiller>(o, ctx);
+                });
+}
+
+}  // namespace
+
+}  // namespace distillers
+
+KD_PLUGIN("0.1.0", "logit distillers: vanilla KD, logit MSE", distillers::Register);

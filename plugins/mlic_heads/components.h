@@ -1,0 +1,15 @@
+// Registration functions of the mlic_heads plugin's components, one per source file; plugin.cpp
+// calls them from the plugin's register function.
+#pragma once
+
+namespace kd {
+class Registrar;
+}
+
+namespace mlic_heads {
+
+void RegisterGapLinear(kd::Registrar& registrar);
+void RegisterBce(kd::Registrar& registrar);
+void RegisterMeanAveragePrecision(kd::Registrar& registrar);
+
+}  // namespace mlic_heads

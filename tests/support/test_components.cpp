@@ -1,0 +1,160 @@
+#include "test_components.h"
+
+#include <torch/torch.h>
+
+#include <mutex>
+
+#include "kd/plugin.h"
+
+namespace kd::test {
+
+namespace {
+
+class Synthetic : public Dataset {
+ public:
+  explicit Synthetic(const Options& o)
+      : size_(o.Int("num_samples")), noise_(o.Float("augment_noise")) {
+    torch::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.Int("seed"));
+    x_ = torch::randn({size_, o.Int("dim")}, gen);
+    torch::Tensor w = torch::randn({o.Int("dim"), o.Int("num_classes")}, gen);
+    y_ = (x_.matmul(w) > 0).to(torch::kFloat);
+  }
+  int64_t Size() const override { return size_; }
+  TensorDict Get(int64_t index, Rng& rng) const override {
+    torch::Tensor x = x_[index].clone();
+    if (noise_ > 0) x += static_cast<float>(noise_ * (rng.Uniform() - 0.5));
+    return {{"image", x}, {"labels", y_[index]}, {"index", torch::tensor(index)}};
+  }
+
+ private:
+  int64_t size_;
+  double noise_;
+  torch::Tensor x_, y_;
+};
+
+class Mlp : public Model {
+ public:
+  explicit Mlp(const Options& o) {
+    fc1_ = register_module("fc1", torch::nn::Linear(o.Int("in_dim"), o.Int("hidden")));
+    dropout_ = register_module("dropout", torch::nn::Dropout(o.Float("dropout")));
+    fc2_ = register_module("fc2", torch::nn::Linear(o.Int("hidden"), o.Int("out_dim")));
+  }
+  TensorDict Forward(const TensorDict& batch) override {
+    torch::Tensor h = dropout_(torch::relu(fc1_(batch.at("image"))));
+    return {{"logits", fc2_(h)}, {"feat.hidden", h}};
+  }
+
+ private:
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  torch::nn::Dropout dropout_{nullptr};
+};
+
+class Bce : public Loss {
+ public:
+  explicit Bce(const Options& o) : nan_at_(o.Int("nan_at_step")) {}
+  TensorDict Forward(const TensorDict& outputs, const TensorDict& batch) override {
+    torch::Tensor loss =
+        torch::binary_cross_entropy_with_logits(outputs.at("logits"), batch.at("labels"));
+    if (++calls_ == nan_at_) loss = loss * std::numeric_limits<float>::quiet_NaN();
+    return {{"loss.bce", loss}};
+  }
+
+ private:
+  int64_t nan_at_;
+  int64_t calls_ = 0;
+};
+
+class Accuracy : public Metric {
+ public:
+  void Reset() override { correct_ = total_ = 0; }
+  void Update(const TensorDict& outputs, const TensorDict& batch) override {
+    torch::Tensor predicted = (outputs.at("logits") > 0).to(torch::kFloat).cpu();
+    correct_ += (predicted == batch.at("labels").cpu()).sum().item<int64_t>();
+    total_ += predicted.numel();
+  }
+  std::vector<MetricValue> Compute() const override {
+    return {{"acc", total_ ? 100.0 * correct_ / total_ : 0.0}};
+  }
+
+ private:
+  int64_t correct_ = 0, total_ = 0;
+};
+
+std::mutex& EventsMutex() {
+  static std::mutex m;
+  return m;
+}
+
+class Recorder : public Hook {
+ public:
+  void OnTrainStart(const StepInfo& s, Model&) override { Add("start@" + std::to_string(s.step)); }
+  void OnIterEnd(const StepInfo& s, Model&, const TensorDict&) override {
+    Add("iter@" + std::to_string(s.step));
+  }
+  void OnEpochEnd(const StepInfo& s, Model&) override { Add("epoch@" + std::to_string(s.epoch)); }
+
+ private:
+  static void Add(std::string event) {
+    std::lock_guard<std::mutex> lock(EventsMutex());
+    RecordedEvents().push_back(std::move(event));
+  }
+};
+
+class Mimic : public Distiller {
+ public:
+  Mimic(const Options& o, const BuildContext& ctx)
+      : teacher_(ctx.LoadTeacher(o.Sub("teacher"))), weight_(o.Float("weight")) {}
+  TensorDict Forward(const TensorDict& batch, const TensorDict& student, const StepInfo&) override {
+    torch::Tensor target;
+    {
+      torch::NoGradGuard no_grad;
+      target = teacher_->Forward(batch).at("logits");
+    }
+    return {{"loss.mimic", weight_ * torch::mse_loss(student.at("logits"), target)}};
+  }
+  void MoveTeachers(const torch::Device& device) override { teacher_->to(device); }
+
+ private:
+  std::shared_ptr<Model> teacher_;
+  double weight_;
+};
+
+}  // namespace
+
+std::vector<std::string>& RecordedEvents() {
+  static std::vector<std::string> events;
+  return events;
+}
+
+void RegisterTestComponents(Registry& registry) {
+  Registrar r("testing");
+  r.Add(Kind::kDataset, "Synthetic", "random features with linear multi-hot labels",
+        Schema()
+            .Int("num_samples", 64, "samples")
+            .Int("dim", 8, "features")
+            .Int("num_classes", 3, "labels")
+            .Int("seed", 0, "data seed")
+            .Float("augment_noise", 0.0, "uniform noise amplitude from the loader's rng"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Synthetic>(o); });
+  r.Add(Kind::kModel, "Mlp", "two-layer perceptron",
+        Schema()
+            .Int("in_dim", 8, "inputs")
+            .Int("hidden", 16, "hidden units")
+            .Int("out_dim", 3, "outputs")
+            .Float("dropout", 0.0, "dropout probability"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Mlp>(o); });
+  r.Add(Kind::kLoss, "Bce", "binary cross-entropy",
+        Schema().Int("nan_at_step", 0, "return NaN at this call (1-based); 0: never"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Bce>(o); });
+  r.Add(Kind::kMetric, "Accuracy", "per-label accuracy", Schema(),
+        [](const Options&, const BuildContext&) { return std::make_shared<Accuracy>(); });
+  r.Add(Kind::kHook, "Recorder", "records training events", Schema(),
+        [](const Options&, const BuildContext&) { return std::make_shared<Recorder>(); });
+  r.Add(Kind::kDistiller, "Mimic", "MSE to the teacher's logits",
+        Schema().Table("teacher", TeacherSchema(), "the teacher").Float("weight", 1.0, "weight"),
+        [](const Options& o, const BuildContext& ctx) { return std::make_shared<Mimic>(o, ctx); });
+  ThrowIfError(
+      registry.Commit({"testing", "0", "test components", "<test>", ""}, r.TakeComponents()));
+}
+
+}  // namespace kd::test

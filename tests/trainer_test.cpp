@@ -1,0 +1,296 @@
+// The trainer and the pipeline, on the testing:: components: resumption, stage reuse, teachers
+// from earlier stages, NaN stops, hooks, best-k exports and the training records.
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "absl/strings/str_format.h"
+#include "host/checkpoint.h"
+#include "host/files.h"
+#include "host/pipeline.h"
+#include "host/teacher.h"
+#include "host/trainer.h"
+#include "test_components.h"
+#include "test_support.h"
+
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Top-level keys first (before any table header), then the tables.
+std::string Config(const std::string& top, const std::string& tables) {
+  return top + R"(
+[run]
+device = "cpu"
+seed = 3
+[data.train]
+type = "testing::Synthetic"
+num_samples = 64
+augment_noise = 0.5
+[data.val]
+type = "testing::Synthetic"
+num_samples = 32
+[model]
+type = "testing::Mlp"
+dropout = 0.2
+[loss]
+type = "testing::Bce"
+[[metrics]]
+type = "testing::Accuracy"
+[loader]
+batch_size = 8
+workers = 2
+[train]
+max_iters = 12
+val_interval = 4
+checkpoint_interval = 4
+log_interval = 2
+accumulate = 2
+clip_grad_norm = 1.0
+ema_decay = 0.9
+optimizer = { type = "core::SGD", lr = 0.1, momentum = 0.9 }
+scheduler = { type = "core::Cosine", warmup_iters = 3 }
+)" + tables;
+}
+
+struct Run {
+  kd::host::Host host;
+  kd::host::ResolvedConfig config;
+};
+
+std::unique_ptr<Run> Resolve(const fs::path& file, std::vector<std::string> overrides = {}) {
+  auto run = std::make_unique<Run>();
+  kd::test::RegisterTestComponents(run->host.registry());
+  auto config = kd::host::ResolveConfig(run->host, file, overrides, {});
+  if (!config.ok()) FAIL(config.status().message());
+  run->config = std::move(*config);
+  return run;
+}
+
+absl::StatusOr<std::vector<kd::host::StageResult>> RunAll(const fs::path& file,
+                                                          std::vector<std::string> overrides = {},
+                                                          int64_t stop_after = 0) {
+  auto run = Resolve(file, std::move(overrides));
+  kd::host::RunOptions options;
+  options.progress = false;
+  options.stop_after_steps = stop_after;
+  return kd::host::RunPipeline(run->host, run->config, options);
+}
+
+kd::host::StateDict Weights(const fs::path& export_file) {
+  auto data = kd::host::LoadModelExport(export_file);
+  REQUIRE(data.ok());
+  return data->state;
+}
+
+void RequireSameWeights(const kd::host::StateDict& a, const kd::host::StateDict& b) {
+  REQUIRE(a.size() == b.size());
+  for (const auto& [name, tensor] : a) {
+    INFO(name);
+    REQUIRE(torch::equal(tensor, b.at(name)));
+  }
+}
+
+std::vector<std::string> ReadLines(const fs::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace
+
+TEST_CASE("N steps straight and N/2 + resume + N/2 give identical weights on the CPU") {
+  const fs::path dir = kd::test::ScratchDir("resume_equivalence");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  const std::string straight_dir = "run.work_dir=" + (dir / "straight").string();
+  const std::string resumed_dir = "run.work_dir=" + (dir / "resumed").string();
+  auto straight = RunAll(dir / "c.toml", {straight_dir});
+  REQUIRE(straight.ok());
+  REQUIRE(straight->front().status == "trained");
+  REQUIRE(straight->front().steps == 12);
+
+  auto first_half = RunAll(dir / "c.toml", {resumed_dir}, 5);
+  REQUIRE(first_half.ok());
+  REQUIRE(first_half->front().status == "interrupted");
+  REQUIRE(first_half->front().steps == 5);
+  auto second_half = RunAll(dir / "c.toml", {resumed_dir});
+  REQUIRE(second_half.ok());
+  REQUIRE(second_half->front().status == "trained");
+  REQUIRE(second_half->front().steps == 12);
+
+  const fs::path a = straight->front().dir, b = second_half->front().dir;
+  RequireSameWeights(Weights(a / "export" / "last.pt"), Weights(b / "export" / "last.pt"));
+  auto state_a = kd::host::LoadTrainState(a / "state" / "train_state.pt");
+  auto state_b = kd::host::LoadTrainState(b / "state" / "train_state.pt");
+  REQUIRE(state_a.ok());
+  REQUIRE(state_b.ok());
+  // Equal weights after the second half also show that the momentum buffers were restored.
+  RequireSameWeights(state_a->ema, state_b->ema);
+}
+
+TEST_CASE("a finished stage is reused and changing only the student retrains only the student") {
+  const fs::path dir = kd::test::ScratchDir("stage_reuse");
+  kd::test::WriteText(dir / "p.toml",
+                      Config("pipeline = [\"teacher\", \"student\"]\n",
+                             "[stages.teacher.model]\nhidden = 24\n"
+                             "[stages.student.distiller]\ntype = \"testing::Mimic\"\n"
+                             "teacher = { from_stage = \"teacher\" }\n"));
+  const std::string work = "run.work_dir=" + (dir / "runs").string();
+  auto first = RunAll(dir / "p.toml", {work});
+  REQUIRE(first.ok());
+  REQUIRE(first->at(0).status == "trained");
+  REQUIRE(first->at(1).status == "trained");
+  auto again = RunAll(dir / "p.toml", {work, "loader.workers=0"});
+  REQUIRE(again.ok());
+  REQUIRE(again->at(0).status == "reused");
+  REQUIRE(again->at(1).status == "reused");
+  REQUIRE(again->at(1).metrics.front().value == first->at(1).metrics.front().value);
+  auto changed = RunAll(dir / "p.toml", {work, "stages.student.distiller.weight=0.5"});
+  REQUIRE(changed.ok());
+  REQUIRE(changed->at(0).status == "reused");
+  REQUIRE(changed->at(1).status == "trained");
+  REQUIRE(changed->at(1).dir != first->at(1).dir);
+  REQUIRE(fs::exists(first->at(1).dir / "summary.toml"));  // earlier results stay
+}
+
+TEST_CASE("a teacher from a stage that has not run is an error that says to run the pipeline") {
+  const fs::path dir = kd::test::ScratchDir("teacher_missing");
+  kd::test::WriteText(
+      dir / "p.toml",
+      Config("pipeline = [\"teacher\", \"student\"]\n",
+             "[stages.teacher]\n[stages.student.distiller]\ntype = \"testing::Mimic\"\n"
+             "teacher = { from_stage = \"teacher\" }\n"));
+  auto run = Resolve(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  const auto& student = run->config.stages[1];
+  kd::host::PipelineTeachers teachers(&run->config);
+  kd::host::TrainOptions options;
+  options.progress = false;
+  auto outcome = kd::host::TrainStage(run->host.registry(), &teachers,
+                                      {student.name, student.dir, student.config}, options);
+  REQUIRE_THAT(std::string(outcome.status().message()),
+               Contains("distiller.teacher.from_stage: stage 'teacher' has not finished") &&
+                   Contains("run the whole pipeline with `kdhost run`"));
+}
+
+TEST_CASE("a loss that turns NaN stops the stage and keeps the last good state") {
+  const fs::path dir = kd::test::ScratchDir("nan_stop");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  const std::vector<std::string> overrides = {"run.work_dir=" + (dir / "runs").string(),
+                                              "train.accumulate=1", "loss.nan_at_step=9"};
+  auto result = RunAll(dir / "c.toml", overrides);
+  REQUIRE_FALSE(result.ok());
+  const std::string message(result.status().message());
+  REQUIRE_THAT(message, Contains("the loss is not finite at step 9 (loss.bce=nan)") &&
+                            Contains("train_state.pt") && Contains("clip_grad_norm"));
+  auto run = Resolve(dir / "c.toml", overrides);
+  auto state = kd::host::LoadTrainState(run->config.stages[0].dir / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  REQUIRE(state->step == 8);
+  for (const auto& [name, tensor] : state->model)
+    REQUIRE(torch::isfinite(tensor).all().item<bool>());
+  REQUIRE_FALSE(fs::exists(run->config.stages[0].dir / "summary.toml"));
+}
+
+TEST_CASE("hooks see the start, every optimizer step and every epoch end") {
+  const fs::path dir = kd::test::ScratchDir("hooks");
+  kd::test::WriteText(dir / "c.toml", Config("", "[[hooks]]\ntype = \"testing::Recorder\"\n"));
+  kd::test::RecordedEvents().clear();
+  // 64 samples / batch 8 / accumulate 2 = 4 steps per epoch; 12 steps = 3 epochs.
+  auto result = RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(result.ok());
+  const auto& events = kd::test::RecordedEvents();
+  REQUIRE(events.front() == "start@0");
+  REQUIRE(std::count_if(events.begin(), events.end(),
+                        [](const std::string& e) { return e.rfind("iter@", 0) == 0; }) == 12);
+  REQUIRE(std::find(events.begin(), events.end(), "epoch@2") != events.end());
+  REQUIRE(std::find(events.begin(), events.end(), "iter@12") != events.end());
+}
+
+TEST_CASE("best-k exports keep the k best evaluations and best.pt is the top one") {
+  const fs::path dir = kd::test::ScratchDir("best_k");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  auto result =
+      RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string(), "train.val_interval=2",
+                              "train.keep_best=2", "train.ema_decay=0"});
+  REQUIRE(result.ok());
+  const fs::path stage = result->front().dir;
+  std::vector<double> kept;
+  for (const auto& entry : fs::directory_iterator(stage / "checkpoints")) {
+    kept.push_back(kd::host::LoadModelExport(entry.path())->metrics.front().value);
+  }
+  REQUIRE(kept.size() == 2);
+  // Every evaluation is in the log; the kept ones are the two best of them.
+  std::vector<double> all;
+  for (const std::string& line : ReadLines(stage / "metrics.jsonl")) {
+    if (line.find("\"kind\": \"val\"") == std::string::npos) continue;
+    const size_t at = line.find("\"acc\": ");
+    all.push_back(std::stod(line.substr(at + 7)));
+  }
+  REQUIRE(all.size() == 6);
+  std::sort(all.rbegin(), all.rend());
+  std::sort(kept.rbegin(), kept.rend());
+  REQUIRE(kept[0] == Approx(all[0]).margin(1e-6));
+  REQUIRE(kept[1] == Approx(all[1]).margin(1e-6));
+  REQUIRE(kd::host::LoadModelExport(stage / "export" / "best.pt")->metrics.front().value ==
+          Approx(all[0]).margin(1e-6));
+}
+
+TEST_CASE("the metrics log and the TensorBoard events hold the same values") {
+  const fs::path dir = kd::test::ScratchDir("records");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  auto result = RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(result.ok());
+  const fs::path stage = result->front().dir;
+  const auto lines = ReadLines(stage / "metrics.jsonl");
+  REQUIRE(lines.size() == 6 + 3);  // a train record every 2 steps, an evaluation every 4
+  REQUIRE_THAT(lines.front(), Contains("\"kind\": \"train\"") && Contains("\"step\": 2") &&
+                                  Contains("\"loss.bce\": "));
+  const std::string python = kd::test::PythonPath();
+  const std::string script =
+      "import sys\n"
+      "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator\n"
+      "acc = EventAccumulator(sys.argv[1]); acc.Reload()\n"
+      "for tag in ('train/loss', 'val/acc'):\n"
+      "    for e in acc.Scalars(tag): print(tag, e.step, '%.6f' % e.value)\n";
+  kd::test::WriteText(dir / "read_tb.py", script);
+  auto read = kd::test::RunCommand(python + " " + (dir / "read_tb.py").string() + " " +
+                                   (stage / "tb").string());
+  INFO(read.output);
+  REQUIRE(read.exit_code == 0);
+  for (const std::string& line : lines) {
+    if (line.find("\"kind\": \"val\"") == std::string::npos) continue;
+    const int64_t step = std::stoll(line.substr(line.find("\"step\": ") + 8));
+    const double acc = std::stod(line.substr(line.find("\"acc\": ") + 7));
+    REQUIRE_THAT(read.output, Contains("val/acc " + std::to_string(step) + " " +
+                                       absl::StrFormat("%.6f", static_cast<float>(acc))));
+  }
+  REQUIRE_THAT(read.output, Contains("train/loss 12 "));
+}
+
+TEST_CASE("a config that sets neither or both schedule lengths is refused") {
+  const fs::path dir = kd::test::ScratchDir("schedule_length");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  auto both =
+      RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string(), "train.max_epochs=2"});
+  REQUIRE_THAT(
+      std::string(both.status().message()),
+      Contains("c.toml") && Contains("train: set exactly one of max_epochs and max_iters"));
+}
+
+TEST_CASE("asking for CUDA where there is none is a clear error") {
+  if (torch::cuda::is_available()) {
+    WARN("a GPU is present; the CPU-only error path is not exercised here");
+    return;
+  }
+  const fs::path dir = kd::test::ScratchDir("no_cuda");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  auto result =
+      RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string(), "run.device=cuda"});
+  REQUIRE_THAT(std::string(result.status().message()),
+               Contains("--set run.device=cuda") &&
+                   Contains("run.device: device \"cuda\" asked for, but CUDA is not available"));
+}

@@ -2,7 +2,10 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -12,6 +15,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "kd/error.h"
@@ -22,6 +26,7 @@ namespace fs = std::filesystem;
 
 std::string SourceLoc::ToString() const {
   if (!file) return "<default>";
+  if (line == 0) return *file;  // a whole argument, e.g. "--set key=value"
   return absl::StrCat(*file, ":", line, ":", column);
 }
 
@@ -109,64 +114,103 @@ absl::StatusOr<CNode> FromToml(const toml::node& node,
   }
 }
 
-void ToTomlNode(const CNode& node, toml::table& parent, const std::string& key);
-void AppendTomlNode(const CNode& node, toml::array& parent);
-
-toml::table ToTomlTable(const CNode& node) {
-  toml::table out;
-  for (const auto& [key, child] : node.table()) ToTomlNode(child, out, key);
-  return out;
-}
-
-toml::array ToTomlArray(const CNode& node) {
-  toml::array out;
-  for (const CNode& child : node.array()) AppendTomlNode(child, out);
-  return out;
-}
-
-void ToTomlNode(const CNode& node, toml::table& parent, const std::string& key) {
-  switch (node.type()) {
-    case CNode::Type::kBool:
-      parent.insert_or_assign(key, node.as_bool());
-      break;
-    case CNode::Type::kInt:
-      parent.insert_or_assign(key, node.as_int());
-      break;
-    case CNode::Type::kFloat:
-      parent.insert_or_assign(key, node.as_float());
-      break;
-    case CNode::Type::kString:
-      parent.insert_or_assign(key, node.as_string());
-      break;
-    case CNode::Type::kArray:
-      parent.insert_or_assign(key, ToTomlArray(node));
-      break;
-    case CNode::Type::kTable:
-      parent.insert_or_assign(key, ToTomlTable(node));
-      break;
+bool IsBareKeyText(absl::string_view key) {
+  if (key.empty()) return false;
+  for (char c : key) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
   }
+  return true;
 }
 
-void AppendTomlNode(const CNode& node, toml::array& parent) {
+std::string QuoteString(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string KeyText(absl::string_view key) {
+  return IsBareKeyText(key) ? std::string(key) : QuoteString(key);
+}
+
+// The shortest text that reads back as the same double.
+std::string FloatText(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), v);
+  std::string text(buffer, result.ptr);
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";
+  return text;
+}
+
+bool IsArrayOfTables(const CNode& node) {
+  if (!node.is_array() || node.array().empty()) return false;
+  for (const CNode& item : node.array()) {
+    if (!item.is_table()) return false;
+  }
+  return true;
+}
+
+std::string InlineText(const CNode& node) {
   switch (node.type()) {
-    case CNode::Type::kBool:
-      parent.push_back(node.as_bool());
-      break;
-    case CNode::Type::kInt:
-      parent.push_back(node.as_int());
-      break;
-    case CNode::Type::kFloat:
-      parent.push_back(node.as_float());
-      break;
-    case CNode::Type::kString:
-      parent.push_back(node.as_string());
-      break;
-    case CNode::Type::kArray:
-      parent.push_back(ToTomlArray(node));
-      break;
-    case CNode::Type::kTable:
-      parent.push_back(ToTomlTable(node));
-      break;
+    case CNode::Type::kBool: return node.as_bool() ? "true" : "false";
+    case CNode::Type::kInt: return std::to_string(node.as_int());
+    case CNode::Type::kFloat: return FloatText(node.as_float());
+    case CNode::Type::kString: return QuoteString(node.as_string());
+    case CNode::Type::kArray: {
+      std::vector<std::string> items;
+      for (const CNode& item : node.array()) items.push_back(InlineText(item));
+      return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+    }
+    case CNode::Type::kTable: {
+      std::vector<std::string> items;
+      for (const auto& [key, value] : node.table()) {
+        items.push_back(absl::StrCat(KeyText(key), " = ", InlineText(value)));
+      }
+      return items.empty() ? "{}" : absl::StrCat("{ ", absl::StrJoin(items, ", "), " }");
+    }
+  }
+  return "";
+}
+
+// Writes the body of a table: its plain values first, then its sub-tables as [header] sections and
+// its arrays of tables as [[header]] sections.
+void WriteTable(const CNode& table, const std::string& path, std::string& out) {
+  for (const auto& [key, value] : table.table()) {
+    if (value.is_table() || IsArrayOfTables(value)) continue;
+    absl::StrAppend(&out, KeyText(key), " = ", InlineText(value), "\n");
+  }
+  for (const auto& [key, value] : table.table()) {
+    const std::string child = path.empty() ? KeyText(key) : absl::StrCat(path, ".", KeyText(key));
+    if (value.is_table()) {
+      // A table holding only sub-tables is implied by their headers.
+      const bool only_tables =
+          !value.table().empty() &&
+          std::all_of(value.table().begin(), value.table().end(), [](const auto& item) {
+            return item.second.is_table() || IsArrayOfTables(item.second);
+          });
+      if (!only_tables) absl::StrAppend(&out, out.empty() ? "" : "\n", "[", child, "]\n");
+      WriteTable(value, child, out);
+    } else if (IsArrayOfTables(value)) {
+      for (const CNode& item : value.array()) {
+        absl::StrAppend(&out, out.empty() ? "" : "\n", "[[", child, "]]\n");
+        WriteTable(item, child, out);
+      }
+    }
   }
 }
 
@@ -196,11 +240,9 @@ absl::StatusOr<CNode> ParseTomlFile(const fs::path& path) {
 }
 
 std::string ToToml(const CNode& table) {
-  std::ostringstream out;
-  out << toml::toml_formatter(
-      ToTomlTable(table), toml::toml_formatter::default_flags & ~toml::format_flags::indentation);
-  out << "\n";
-  return out.str();
+  std::string out;
+  WriteTable(table, "", out);
+  return out;
 }
 
 namespace {
@@ -259,18 +301,6 @@ absl::Status StripReplaceMarkers(CNode& node, const std::string& key_path) {
   return absl::OkStatus();
 }
 
-namespace {
-
-bool IsBareKey(absl::string_view key) {
-  if (key.empty()) return false;
-  for (char c : key) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-')) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 absl::Status ApplyOverride(CNode& root, absl::string_view assignment) {
   const size_t eq = assignment.find('=');
   const std::string source = absl::StrCat("--set ", assignment);
@@ -282,13 +312,13 @@ absl::Status ApplyOverride(CNode& root, absl::string_view assignment) {
   const std::string value_text(absl::StripAsciiWhitespace(assignment.substr(eq + 1)));
   std::vector<std::string> keys = absl::StrSplit(key_path, '.');
   for (const std::string& key : keys) {
-    if (!IsBareKey(key)) {
+    if (!IsBareKeyText(key)) {
       return absl::InvalidArgumentError(absl::StrCat(
           source, ": '", key_path, "' is not a dotted key path (letters, digits, '_', '-')"));
     }
   }
   auto file = std::make_shared<const std::string>(source);
-  SourceLoc loc{file, 1, static_cast<int>(eq) + 2};
+  SourceLoc loc{file, 0, 0};
   CNode value;
   auto parsed = ParseToml(absl::StrCat("v = ", value_text), source);
   if (parsed.ok() && parsed->Get("v") != nullptr) {

@@ -179,7 +179,11 @@ class Trainer {
   void MaybeEvaluateAndExport(bool final_eval);
   std::vector<MetricValue> Evaluate(const std::string& prefix);
   std::vector<MetricValue> EvaluateWithEma(const std::string& prefix);
-  void ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics);
+  void ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics, bool ema);
+  bool ExportsEma(const std::vector<MetricValue>& metrics) const;
+  std::string RankingMetric(const std::vector<MetricValue>& metrics) const {
+    return best_metric_.empty() ? metrics.front().name : best_metric_;
+  }
   void UpdateBest(const std::vector<MetricValue>& metrics);
   void UpdateEma();
   void SwapEma();
@@ -222,6 +226,7 @@ class Trainer {
   int64_t val_interval_ = 1, checkpoint_interval_ = 1, log_interval_ = 20, keep_best_ = 1;
   std::string best_metric_;
   bool best_higher_ = true;
+  std::map<std::string, bool> higher_is_better_;  // by metric value name
 
   // Loop position.
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
@@ -497,6 +502,7 @@ std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
   for (size_t i = 0; i < metrics_.size(); ++i) {
     for (MetricValue v :
          Guarded("metric " + metric_names_[i], [&] { return metrics_[i]->Compute(); })) {
+      higher_is_better_[v.name] = metrics_[i]->HigherIsBetter();
       v.name = prefix + v.name;
       out.push_back(v);
     }
@@ -516,21 +522,38 @@ std::vector<MetricValue> Trainer::EvaluateWithEma(const std::string& prefix) {
   return values;
 }
 
-void Trainer::ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics) {
+// Exports the raw weights, or the EMA weights when `ema`.
+void Trainer::ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics, bool ema) {
   ModelExport data;
   data.model_config = root_.Sub("model").ToToml();
+  if (ema) SwapEma();
   data.state = ModuleState(*model_);
+  if (ema) SwapEma();
   data.metrics = metrics;
   data.stage = stage_.name;
   data.step = step_;
   ThrowIfError(SaveModelExport(path, data));
 }
 
+// Whether exports carry the EMA weights: the evaluated ones. With ema_eval = "both", the better of
+// the two by the ranking metric (the EMA ones when nothing was evaluated).
+bool Trainer::ExportsEma(const std::vector<MetricValue>& metrics) const {
+  if (ema_.empty() || ema_eval_ == "raw") return false;
+  if (ema_eval_ == "ema" || metrics.empty()) return true;
+  const std::string name = RankingMetric(metrics);
+  std::optional<double> raw, ema;
+  for (const MetricValue& m : metrics) {
+    if (m.name == name) raw = m.value;
+    if (m.name == "ema/" + name) ema = m.value;
+  }
+  return raw && ema && (best_higher_ ? *ema > *raw : *ema < *raw);
+}
+
 // Keeps the best-k exports, ranked by best_metric_. With EMA evaluated alongside the raw weights,
 // the better of the two counts and its weights are the ones exported.
 void Trainer::UpdateBest(const std::vector<MetricValue>& metrics) {
   if (metrics.empty() || keep_best_ == 0) return;
-  const std::string name = best_metric_.empty() ? metrics.front().name : best_metric_;
+  const std::string name = RankingMetric(metrics);
   std::optional<double> raw, ema;
   for (const MetricValue& m : metrics) {
     if (m.name == name) raw = m.value;
@@ -544,19 +567,20 @@ void Trainer::UpdateBest(const std::vector<MetricValue>& metrics) {
                                                         "(they report: ",
                                                         absl::StrJoin(names, ", "), ")"));
   }
-  const bool use_ema = ema && (best_higher_ ? *ema > *raw : *ema < *raw);
-  const double value = use_ema ? *ema : *raw;
+  const bool use_ema = ExportsEma(metrics);
+  // With ema_eval = "both" the EMA values carry an "ema/" prefix; otherwise the plain names are
+  // the values of the weights evaluated.
+  const double value = use_ema && ema ? *ema : *raw;
   auto better = [&](double a, double b) { return best_higher_ ? a > b : a < b; };
   if (static_cast<int64_t>(best_.size()) >= keep_best_ && !better(value, best_.back().value))
     return;
 
   const std::string file = absl::StrFormat("best_%s_step%d.pt", name, step_);
   const fs::path path = stage_.dir / "checkpoints" / absl::StrReplaceAll(file, {{"/", "-"}});
-  if (use_ema) SwapEma();
-  ExportModel(path, metrics);
-  const bool top = best_.empty() || better(value, best_.front().value);
-  if (top) ExportModel(stage_.dir / "export" / "best.pt", metrics);
-  if (use_ema) SwapEma();
+  ExportModel(path, metrics, use_ema);
+  if (best_.empty() || better(value, best_.front().value)) {
+    ExportModel(stage_.dir / "export" / "best.pt", metrics, use_ema);
+  }
   best_.push_back({value, step_, path.string()});
   std::stable_sort(best_.begin(), best_.end(), [&](const BestEntry& a, const BestEntry& b) {
     return better(a.value, b.value);
@@ -573,8 +597,10 @@ void Trainer::MaybeEvaluateAndExport(bool final_eval) {
   if (!IsDue(val_interval_, count, final_eval) || !val_loader_) return;
   last_metrics_ = EvaluateWithEma("");
   if (last_metrics_.empty()) return;
-  for (size_t i = 0; i < metrics_.size() && i < 1; ++i)
-    best_higher_ = metrics_[i]->HigherIsBetter();
+  const std::string ranking = RankingMetric(last_metrics_);
+  if (auto it = higher_is_better_.find(ranking); it != higher_is_better_.end()) {
+    best_higher_ = it->second;
+  }
   std::vector<std::pair<std::string, MetricsLog::Value>> record = {
       {"stage", stage_.name}, {"kind", std::string("val")}, {"step", step_}, {"epoch", epoch_}};
   for (const MetricValue& m : last_metrics_) {
@@ -803,9 +829,10 @@ TrainOutcome Trainer::Run() {
     return outcome;
   }
   if (last_metrics_.empty() && val_loader_) MaybeEvaluateAndExport(true);
-  ExportModel(stage_.dir / "export" / "last.pt", last_metrics_);
+  const bool ema = ExportsEma(last_metrics_);
+  ExportModel(stage_.dir / "export" / "last.pt", last_metrics_, ema);
   if (!fs::exists(stage_.dir / "export" / "best.pt", ec)) {
-    ExportModel(stage_.dir / "export" / "best.pt", last_metrics_);
+    ExportModel(stage_.dir / "export" / "best.pt", last_metrics_, ema);
   }
   SaveState();
   outcome.completed = true;

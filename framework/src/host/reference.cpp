@@ -48,7 +48,7 @@ std::vector<Row> Rows(const Schema& schema) {
   std::vector<Row> rows;
   for (const OptionSpec& spec : schema.options()) {
     std::string def = DefaultText(spec);
-    if (spec.required) def = "(required)";
+    if (spec.required) def = "required";
     rows.push_back({spec.name, TypeText(spec), def, spec.doc});
   }
   return rows;
@@ -79,9 +79,9 @@ std::string MarkdownTable(const Schema& schema) {
   if (rows.empty()) return "No options.\n";
   std::string out = "| option | type | default | description |\n|---|---|---|---|\n";
   for (const Row& r : rows) {
-    absl::StrAppend(&out, "| `", r.name, "` | ", Cell(r.type), " | ",
-                    r.def.empty() ? "" : absl::StrCat("`", Cell(r.def), "`"), " | ", Cell(r.doc),
-                    " |\n");
+    const std::string def =
+        r.def.empty() || r.def == "required" ? r.def : absl::StrCat("`", Cell(r.def), "`");
+    absl::StrAppend(&out, "| `", r.name, "` | ", Cell(r.type), " | ", def, " | ", Cell(r.doc), " |\n");
   }
   return out;
 }

@@ -90,12 +90,14 @@ std::vector<ConfigSection> ConfigSections() {
       .StringList("pipeline", {}, "stage names in run order; empty: the config is one stage")
       .AnyTable("stages", "per-stage tables deep-merged onto the rest of the config");
   return {
-      {"config", "top level of a config file", root},
-      {"run", "[run]", RunSchema()},
-      {"data", "[data]", DataSchema()},
-      {"loader", "[loader]", LoaderSchema()},
-      {"train", "[train]", TrainSchema()},
-      {"teacher", "teacher tables of distillers", TeacherSchema()},
+      {"config", "The top level of a config file (and of each stage)", root},
+      {"run", "`[run]`: where the run's files go, the seed, the device and the threads", RunSchema()},
+      {"data", "`[data]`: the training and evaluation datasets", DataSchema()},
+      {"loader", "`[loader]`: batching and the loader threads", LoaderSchema()},
+      {"train", "`[train]`: the training loop", TrainSchema()},
+      {"teacher",
+       "The `teacher` table of distillers: which frozen model teaches (see docs/configs.md)",
+       TeacherSchema()},
   };
 }
 

@@ -49,6 +49,29 @@ class Mlp : public Model {
   torch::nn::Dropout dropout_{nullptr};
 };
 
+// One scalar parameter `w` (initialised to `init`); logits = w everywhere, so that the gradient of
+// testing::Mean is exactly 1 and every update can be computed by hand.
+class Scalar : public Model {
+ public:
+  explicit Scalar(const Options& o)
+      : w_(register_parameter("w", torch::full({1}, o.Float("init")))),
+        out_dim_(o.Int("out_dim")) {}
+  TensorDict Forward(const TensorDict& batch) override {
+    return {{"logits", w_.expand({batch.at("image").size(0), out_dim_})}};
+  }
+
+ private:
+  torch::Tensor w_;
+  int64_t out_dim_;
+};
+
+class Mean : public Loss {
+ public:
+  TensorDict Forward(const TensorDict& outputs, const TensorDict&) override {
+    return {{"loss.mean", outputs.at("logits").mean()}};
+  }
+};
+
 class Bce : public Loss {
  public:
   explicit Bce(const Options& o) : nan_at_(o.Int("nan_at_step")) {}
@@ -143,6 +166,11 @@ void RegisterTestComponents(Registry& registry) {
             .Int("out_dim", 3, "outputs")
             .Float("dropout", 0.0, "dropout probability"),
         [](const Options& o, const BuildContext&) { return std::make_shared<Mlp>(o); });
+  r.Add(Kind::kModel, "Scalar", "one scalar parameter w; logits = w",
+        Schema().Float("init", 0.0, "initial w").Int("out_dim", 3, "outputs"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Scalar>(o); });
+  r.Add(Kind::kLoss, "Mean", "mean of the logits (gradient 1 for testing::Scalar)", Schema(),
+        [](const Options&, const BuildContext&) { return std::make_shared<Mean>(); });
   r.Add(Kind::kLoss, "Bce", "binary cross-entropy",
         Schema().Int("nan_at_step", 0, "return NaN at this call (1-based); 0: never"),
         [](const Options& o, const BuildContext&) { return std::make_shared<Bce>(o); });

@@ -1,0 +1,190 @@
+// kdhost as a user runs it: subcommands, exit codes, messages, the quickstart pipeline and the
+// generated config reference.
+#include <catch2/catch.hpp>
+
+#include <regex>
+
+#include "host/files.h"
+#include "test_support.h"
+
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string Kdhost() { return kd::test::KdhostPath().string(); }
+std::string Quickstart() {
+  return (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string();
+}
+
+// Overrides that shrink the quickstart to seconds.
+std::string Reduced(const fs::path& work_dir) {
+  return " --set data.train.num_samples=256 --set data.val.num_samples=128"
+         " --set train.max_epochs=1 --set stages.teacher.train.max_epochs=1"
+         " --set loader.batch_size=32 --set run.work_dir=" +
+         work_dir.string();
+}
+
+// The value of `column` in the summary row of `stage`.
+double SummaryValue(const std::string& output, const std::string& stage, int column) {
+  std::regex row("\\n" + stage + " +[a-z]+ +[0-9]+ +[0-9:]+((?: +[-0-9.]+)+)");
+  std::smatch match;
+  REQUIRE(std::regex_search(output, match, row));
+  std::istringstream values(match[1].str());
+  double value = 0;
+  for (int i = 0; i <= column; ++i) values >> value;
+  return value;
+}
+
+}  // namespace
+
+TEST_CASE("every subcommand answers --help with its usage and exits 0") {
+  for (const char* command : {"run", "train", "eval", "config", "plugins", "describe"}) {
+    auto result = kd::test::RunCommand(Kdhost() + " " + command + " --help");
+    INFO(result.output);
+    REQUIRE(result.exit_code == 0);
+    REQUIRE_THAT(result.output, Contains(std::string("usage: kdhost ") + command));
+  }
+  REQUIRE(kd::test::RunCommand(Kdhost() + " --help").exit_code == 0);
+}
+
+TEST_CASE("usage errors exit 2 and go to stderr") {
+  auto unknown = kd::test::RunCommand("{ " + Kdhost() + " frobnicate 2>/dev/null; }");
+  REQUIRE(unknown.exit_code == 2);
+  REQUIRE(unknown.output.empty());
+  auto bad_flag = kd::test::RunCommand(Kdhost() + " run " + Quickstart() + " --frobnicate");
+  REQUIRE(bad_flag.exit_code == 2);
+  REQUIRE_THAT(bad_flag.output, Contains("kdhost run: unknown option --frobnicate"));
+  auto missing = kd::test::RunCommand(Kdhost() + " run");
+  REQUIRE(missing.exit_code == 2);
+  REQUIRE_THAT(missing.output, Contains("missing CONFIG"));
+  auto no_file = kd::test::RunCommand(Kdhost() + " config no/such/file.toml");
+  REQUIRE(no_file.exit_code == 2);
+  REQUIRE_THAT(no_file.output, Contains("config file 'no/such/file.toml' does not exist"));
+}
+
+TEST_CASE("kdhost config prints a stage with overrides applied and every default filled in") {
+  auto result =
+      kd::test::RunCommand(Kdhost() + " config " + Quickstart() +
+                           " --stage student_kd --set stages.student_kd.distiller.temperature=2");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE_THAT(result.output,
+               Contains("temperature = 2.0\n") && Contains("from_stage = \"teacher\"\n") &&
+                   Contains("type = \"core::AdamW\"") && Contains("betas = [0.9, 0.999]") &&
+                   Contains("type = \"resnet::SmallCNN\""));
+  auto all = kd::test::RunCommand(Kdhost() + " config " + Quickstart());
+  REQUIRE_THAT(all.output, Contains("# ---- stage teacher (hash ") &&
+                               Contains("type = \"resnet::ResNet\"") &&
+                               Contains("# ---- stage student_kd"));
+}
+
+TEST_CASE("a bad value in a config is reported with file:line:column and the key path") {
+  const fs::path dir = kd::test::ScratchDir("cli_bad_config");
+  kd::test::WriteText(dir / "bad.toml", "base = [\"" + Quickstart() +
+                                            "\"]\n"
+                                            "[stages.teacher.model.backbone]\n"
+                                            "depth = \"eighteen\"\n");
+  auto result = kd::test::RunCommand(Kdhost() + " run " + (dir / "bad.toml").string());
+  REQUIRE(result.exit_code == 2);
+  REQUIRE_THAT(result.output,
+               Contains("stage 'teacher': " + (dir / "bad.toml").string() +
+                        ":3:9: model.backbone.depth: expected int, got string \"eighteen\""));
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+}
+
+TEST_CASE("kdhost plugins lists every plugin with its version and components") {
+  auto result = kd::test::RunCommand(Kdhost() + " plugins");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE_THAT(result.output,
+               Contains("core 0.1.0  <built in>") && Contains("resnet 0.1.0") &&
+                   Contains("backbone:    ResNet, SmallCNN") && Contains("fmnist_tasks 0.1.0") &&
+                   Contains("distiller:   KD, LogitMSE") && Contains("mlic_heads 0.1.0"));
+}
+
+TEST_CASE("kdhost describe prints a component's options with types, defaults and docs") {
+  auto result = kd::test::RunCommand(Kdhost() + " describe ResNet");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE_THAT(result.output, Contains("resnet::ResNet  (backbone, plugin resnet)"));
+  REQUIRE(std::regex_search(result.output, std::regex("\\n  depth +int +18 +")));
+  auto section = kd::test::RunCommand(Kdhost() + " describe loader");
+  REQUIRE(std::regex_search(section.output, std::regex("\\n  batch_size +int, >= 1 +32 +")));
+  auto typo = kd::test::RunCommand(Kdhost() + " describe ResNte");
+  REQUIRE(typo.exit_code == 2);
+  REQUIRE_THAT(typo.output, Contains("did you mean ResNet?"));
+}
+
+TEST_CASE("docs/config-reference.md is exactly what kdhost describe --all --markdown prints") {
+  auto result = kd::test::RunCommand("{ " + Kdhost() + " describe --all --markdown 2>/dev/null; }");
+  REQUIRE(result.exit_code == 0);
+  const fs::path doc = kd::test::SourceDir() / "docs" / "config-reference.md";
+  auto text = kd::host::ReadFile(doc);
+  REQUIRE(text.ok());
+  if (*text != result.output) {
+    FAIL(
+        "docs/config-reference.md is out of date; regenerate it with\n  build/bin/kdhost describe "
+        "--all --markdown > docs/config-reference.md");
+  }
+}
+
+TEST_CASE("the quickstart pipeline runs end to end on a reduced size, then reuses every stage") {
+  const fs::path dir = kd::test::ScratchDir("cli_quickstart");
+  auto first = kd::test::RunCommand(Kdhost() + " run " + Quickstart() + Reduced(dir / "runs"));
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  for (const char* stage : {"teacher", "student", "student_kd"}) {
+    REQUIRE(std::regex_search(first.output, std::regex(std::string("\\n") + stage + " +trained ")));
+    const double map = SummaryValue(first.output, stage, 0);
+    REQUIRE(map > 10.0);  // above chance for 10 labels with 2-4 present; a sanity bound
+    REQUIRE(map <= 100.0);
+  }
+  REQUIRE_THAT(first.output, Contains("mAP"));
+
+  auto again = kd::test::RunCommand(Kdhost() + " run " + Quickstart() + Reduced(dir / "runs") +
+                                    " --set loader.workers=0");
+  INFO(again.output);
+  REQUIRE(again.exit_code == 0);
+  for (const char* stage : {"teacher", "student", "student_kd"}) {
+    REQUIRE(std::regex_search(again.output, std::regex(std::string("\\n") + stage + " +reused ")));
+    REQUIRE(SummaryValue(again.output, stage, 0) == SummaryValue(first.output, stage, 0));
+  }
+
+  // One epoch: the best export is the final model, so eval reproduces the summary's mAP.
+  auto eval = kd::test::RunCommand(Kdhost() + " eval " + Quickstart() + Reduced(dir / "runs") +
+                                   " --stage student_kd");
+  INFO(eval.output);
+  REQUIRE(eval.exit_code == 0);
+  std::smatch match;
+  REQUIRE(std::regex_search(eval.output, match, std::regex("mAP +([0-9.]+)")));
+  REQUIRE(std::stod(match[1].str()) ==
+          Approx(SummaryValue(first.output, "student_kd", 0)).margin(1e-4));
+}
+
+TEST_CASE("kdhost train --bench prints a time breakdown and writes nothing") {
+  const fs::path dir = kd::test::ScratchDir("cli_bench");
+  auto result = kd::test::RunCommand(Kdhost() + " train " + Quickstart() + Reduced(dir / "runs") +
+                                     " --stage student --bench 4 --quiet");
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  REQUIRE_THAT(result.output, Contains("bench: stage 'student' on cpu") && Contains("data") &&
+                                  Contains("forward") && Contains("backward") &&
+                                  Contains("optimizer") && Contains("samples/s"));
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+}
+
+TEST_CASE("a run stopped with --stop-after resumes where it stopped") {
+  const fs::path dir = kd::test::ScratchDir("cli_resume");
+  const std::string command =
+      Kdhost() + " train " + Quickstart() + Reduced(dir / "runs") + " --stage student";
+  auto stopped = kd::test::RunCommand(command + " --stop-after 3");
+  INFO(stopped.output);
+  REQUIRE(stopped.exit_code == 0);
+  REQUIRE_THAT(stopped.output, Contains("stage 'student' stopped after 3 steps"));
+  auto resumed = kd::test::RunCommand(command);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  REQUIRE_THAT(resumed.output, Contains("[student] resuming at step 3/8"));
+  REQUIRE(std::regex_search(resumed.output, std::regex("\\nstudent +trained +8 ")));
+}

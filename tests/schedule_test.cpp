@@ -174,3 +174,31 @@ TEST_CASE("the schedule sets the learning rate of each step") {
       "schedule_scalar", {"train.scheduler={type=\"core::Step\", milestones=[1], unit=\"iter\"}"});
   REQUIRE(raw == Approx(-1.2));
 }
+
+TEST_CASE("a loss term that is not a scalar is refused with its name and shape") {
+  const fs::path dir = kd::test::ScratchDir("nonscalar_term");
+  kd::test::WriteText(dir / "c.toml", R"(
+[data.train]
+type = "testing::Synthetic"
+[model]
+type = "testing::Scalar"
+[loss]
+type = "testing::Mean"
+reduce = false
+[train]
+max_iters = 1
+optimizer = { type = "core::SGD" }
+)");
+  kd::host::Host host;
+  kd::test::RegisterTestComponents(host.registry());
+  auto config = kd::host::ResolveConfig(host, dir / "c.toml",
+                                        {"run.work_dir=" + (dir / "runs").string()}, {});
+  REQUIRE(config.ok());
+  kd::host::RunOptions options;
+  options.progress = false;
+  auto result = kd::host::RunPipeline(host, *config, options);
+  REQUIRE_FALSE(result.ok());
+  REQUIRE(std::string(result.status().message()) ==
+          "stage 'main': loss term 'loss.mean' has shape [32, 3]; losses and distillers must "
+          "return scalar terms (reduce them, e.g. with .mean())");
+}

@@ -67,9 +67,14 @@ class Scalar : public Model {
 
 class Mean : public Loss {
  public:
+  explicit Mean(const Options& o) : reduce_(o.Bool("reduce")) {}
   TensorDict Forward(const TensorDict& outputs, const TensorDict&) override {
-    return {{"loss.mean", outputs.at("logits").mean()}};
+    const torch::Tensor& logits = outputs.at("logits");
+    return {{"loss.mean", reduce_ ? logits.mean() : logits}};
   }
+
+ private:
+  bool reduce_;
 };
 
 class Bce : public Loss {
@@ -169,8 +174,9 @@ void RegisterTestComponents(Registry& registry) {
   r.Add(Kind::kModel, "Scalar", "one scalar parameter w; logits = w",
         Schema().Float("init", 0.0, "initial w").Int("out_dim", 3, "outputs"),
         [](const Options& o, const BuildContext&) { return std::make_shared<Scalar>(o); });
-  r.Add(Kind::kLoss, "Mean", "mean of the logits (gradient 1 for testing::Scalar)", Schema(),
-        [](const Options&, const BuildContext&) { return std::make_shared<Mean>(); });
+  r.Add(Kind::kLoss, "Mean", "mean of the logits (gradient 1 for testing::Scalar)",
+        Schema().Bool("reduce", true, "false: return the logits unreduced (a malformed term)"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Mean>(o); });
   r.Add(Kind::kLoss, "Bce", "binary cross-entropy",
         Schema().Int("nan_at_step", 0, "return NaN at this call (1-based); 0: never"),
         [](const Options& o, const BuildContext&) { return std::make_shared<Bce>(o); });

@@ -676,7 +676,16 @@ TrainOutcome Trainer::Run() {
         }
       }
       torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
-      for (const auto& [name, value] : terms) total = total + value.to(torch::kFloat);
+      for (const auto& [name, value] : terms) {
+        if (value.numel() != 1) {
+          throw Error(absl::InvalidArgumentError(
+              absl::StrCat("stage '", stage_.name, "': loss term '", name, "' has shape ",
+                           c10::str(value.sizes()),
+                           "; losses and distillers must return scalar terms (reduce "
+                           "them, e.g. with .mean())")));
+        }
+        total = total + value.to(torch::kFloat).reshape({});
+      }
       const double total_value = total.item<double>();
       if (!std::isfinite(total_value)) {
         std::vector<std::string> parts;

@@ -100,6 +100,12 @@ BuildContext BuildContext::WithBackbone(const Backbone* backbone) const {
   return copy;
 }
 
+BuildContext BuildContext::WithDatasetInfo(const DatasetInfo* info) const {
+  BuildContext copy = *this;
+  copy.dataset_info_ = info;
+  return copy;
+}
+
 BuildContext BuildContext::WithTeacherProvider(const TeacherProvider* provider) const {
   BuildContext copy = *this;
   copy.teachers_ = provider;

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kd/component.h"
+#include "kd/dataset.h"
 #include "kd/error.h"
 #include "kd/options.h"
 #include "kd/schema.h"
@@ -126,12 +127,19 @@ class BuildContext {
 
   const Backbone* backbone() const { return backbone_; }
   BuildContext WithBackbone(const Backbone* backbone) const;
+
+  // The training split's description (task, class names) while a model is built for training, or
+  // the one stored in an export while a teacher is rebuilt; null elsewhere. Heads use it to take
+  // their class count from the data (num_classes = 0).
+  const DatasetInfo* dataset_info() const { return dataset_info_; }
+  BuildContext WithDatasetInfo(const DatasetInfo* info) const;
   BuildContext WithTeacherProvider(const TeacherProvider* provider) const;
 
  private:
   const Registry* registry_;
   torch::Device device_;
   const Backbone* backbone_ = nullptr;
+  const DatasetInfo* dataset_info_ = nullptr;
   const TeacherProvider* teachers_ = nullptr;
 };
 

@@ -147,6 +147,9 @@ absl::Status SaveModelExport(const fs::path& path, const ModelExport& data) {
   IDict dict = NewDict();
   dict.insert("format", std::string(kExportFormat));
   dict.insert("model_config", data.model_config);
+  c10::List<std::string> class_names;
+  for (const std::string& name : data.class_names) class_names.push_back(name);
+  dict.insert("class_names", class_names);
   dict.insert("state_dict", ToDict(data.state));
   dict.insert("metrics", MetricsValue(data.metrics));
   dict.insert("stage", data.stage);
@@ -159,6 +162,11 @@ absl::StatusOr<ModelExport> LoadModelExport(const fs::path& path) {
   ModelExport out;
   try {
     out.model_config = dict.at("model_config").toStringRef();
+    if (dict.contains("class_names")) {
+      for (const c10::IValue& name : dict.at("class_names").toListRef()) {
+        out.class_names.push_back(name.toStringRef());
+      }
+    }
     out.state = FromDict(dict.at("state_dict"));
     out.metrics = MetricsFrom(dict.at("metrics"));
     out.stage = dict.at("stage").toStringRef();

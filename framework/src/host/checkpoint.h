@@ -36,7 +36,8 @@ absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const Stat
                                            bool strict, const std::string& source);
 
 struct ModelExport {
-  std::string model_config;  // TOML of the model table
+  std::string model_config;              // TOML of the model table
+  std::vector<std::string> class_names;  // of the split it was trained on (rebuilds its head)
   StateDict state;
   std::vector<MetricValue> metrics;
   std::string stage;

@@ -126,11 +126,21 @@ std::string QuoteString(absl::string_view text) {
   std::string out = "\"";
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           absl::StrAppendFormat(&out, "\\u%04x", static_cast<int>(c));
@@ -167,10 +177,14 @@ bool IsArrayOfTables(const CNode& node) {
 
 std::string InlineText(const CNode& node) {
   switch (node.type()) {
-    case CNode::Type::kBool: return node.as_bool() ? "true" : "false";
-    case CNode::Type::kInt: return std::to_string(node.as_int());
-    case CNode::Type::kFloat: return FloatText(node.as_float());
-    case CNode::Type::kString: return QuoteString(node.as_string());
+    case CNode::Type::kBool:
+      return node.as_bool() ? "true" : "false";
+    case CNode::Type::kInt:
+      return std::to_string(node.as_int());
+    case CNode::Type::kFloat:
+      return FloatText(node.as_float());
+    case CNode::Type::kString:
+      return QuoteString(node.as_string());
     case CNode::Type::kArray: {
       std::vector<std::string> items;
       for (const CNode& item : node.array()) items.push_back(InlineText(item));

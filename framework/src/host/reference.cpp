@@ -81,7 +81,8 @@ std::string MarkdownTable(const Schema& schema) {
   for (const Row& r : rows) {
     const std::string def =
         r.def.empty() || r.def == "required" ? r.def : absl::StrCat("`", Cell(r.def), "`");
-    absl::StrAppend(&out, "| `", r.name, "` | ", Cell(r.type), " | ", def, " | ", Cell(r.doc), " |\n");
+    absl::StrAppend(&out, "| `", r.name, "` | ", Cell(r.type), " | ", def, " | ", Cell(r.doc),
+                    " |\n");
   }
   return out;
 }

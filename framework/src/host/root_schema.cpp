@@ -91,7 +91,8 @@ std::vector<ConfigSection> ConfigSections() {
       .AnyTable("stages", "per-stage tables deep-merged onto the rest of the config");
   return {
       {"config", "The top level of a config file (and of each stage)", root},
-      {"run", "`[run]`: where the run's files go, the seed, the device and the threads", RunSchema()},
+      {"run", "`[run]`: where the run's files go, the seed, the device and the threads",
+       RunSchema()},
       {"data", "`[data]`: the training and evaluation datasets", DataSchema()},
       {"loader", "`[loader]`: batching and the loader threads", LoaderSchema()},
       {"train", "`[train]`: the training loop", TrainSchema()},

@@ -29,9 +29,11 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const fs::path& path,
     KD_RETURN_IF_ERROR(ValidateComponent(table, Kind::kModel, ctx.registry(), "model"));
     model_options = MakeOptions(std::move(table), "model");
   }
+  // The head is rebuilt for the label space the export was trained on.
+  const DatasetInfo info{"", data.class_names};
   std::shared_ptr<Model> model;
   try {
-    model = ctx.Build<Model>(Kind::kModel, model_options);
+    model = ctx.WithDatasetInfo(&info).Build<Model>(Kind::kModel, model_options);
   } catch (const Error& e) {
     return e.status();
   }

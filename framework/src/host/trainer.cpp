@@ -203,6 +203,7 @@ class Trainer {
 
   torch::Device device_ = torch::kCPU;
   std::shared_ptr<Dataset> train_set_, val_set_;
+  DatasetInfo dataset_info_;
   std::shared_ptr<Model> model_;
   std::shared_ptr<Loss> loss_;
   std::vector<std::shared_ptr<Metric>> metrics_;
@@ -256,7 +257,12 @@ void Trainer::Setup(bool for_training) {
   const Options data = root_.Sub("data");
   if (for_training) train_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
   if (data.Has("val")) val_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("val"));
-  model_ = ctx.Build<Model>(Kind::kModel, root_.Sub("model"));
+  // The model learns the label space of the training split (of the evaluation split when only
+  // evaluating); heads may take their class count from it.
+  if (const std::shared_ptr<Dataset>& source = train_set_ ? train_set_ : val_set_) {
+    dataset_info_ = source->Info();
+  }
+  model_ = ctx.WithDatasetInfo(&dataset_info_).Build<Model>(Kind::kModel, root_.Sub("model"));
   model_->to(device_);
   for (const Options& m : root_.SubList("metrics")) {
     metrics_.push_back(ctx.Build<Metric>(Kind::kMetric, m));
@@ -526,6 +532,7 @@ std::vector<MetricValue> Trainer::EvaluateWithEma(const std::string& prefix) {
 void Trainer::ExportModel(const fs::path& path, const std::vector<MetricValue>& metrics, bool ema) {
   ModelExport data;
   data.model_config = root_.Sub("model").ToToml();
+  data.class_names = dataset_info_.class_names;
   if (ema) SwapEma();
   data.state = ModuleState(*model_);
   if (ema) SwapEma();

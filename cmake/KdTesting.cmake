@@ -22,7 +22,9 @@ function(kd_add_test name)
   if(ARG_DEPENDS)
     add_dependencies(${name} ${ARG_DEPENDS})
   endif()
-  set(labels unit ${ARG_LABELS})
+  # The labels go through catch_discover_tests as one property value: separate them with an
+  # escaped semicolon so that the list survives.
+  string(REPLACE ";" "\\;" labels "unit;${ARG_LABELS}")
   catch_discover_tests(${name}
     WORKING_DIRECTORY "${CMAKE_BINARY_DIR}"
     PROPERTIES LABELS "${labels}")

@@ -8,6 +8,7 @@
 #include "kd/metric.h"
 #include "kd/model.h"
 #include "kd/optim.h"
+#include "kd/partitioner.h"
 #include "kd/registry.h"
 
 namespace kd {
@@ -43,7 +44,7 @@ bool ImplementsKind(Kind kind, Component* component) {
     case Kind::kHook:
       return dynamic_cast<Hook*>(component) != nullptr;
     case Kind::kPartitioner:
-      return true;
+      return dynamic_cast<Partitioner*>(component) != nullptr;
   }
   return false;
 }
@@ -87,11 +88,32 @@ std::shared_ptr<Component> BuildContext::BuildComponent(Kind kind, const Options
   return component;
 }
 
-std::shared_ptr<Model> BuildContext::LoadTeacher(const Options& spec) const {
-  if (teachers_ == nullptr) {
-    spec.Fail("", "teachers can only be loaded inside a training stage");
+const StageAccess& BuildContext::Stages() const {
+  if (stages_ == nullptr) {
+    throw Error(absl::FailedPreconditionError(
+        "earlier stages and teachers are only reachable inside a pipeline stage"));
   }
-  return teachers_->LoadTeacher(spec, *this);
+  return *stages_;
+}
+
+std::shared_ptr<Model> BuildContext::LoadTeacher(const Options& spec) const {
+  if (stages_ == nullptr) spec.Fail("", "teachers can only be loaded inside a training stage");
+  return stages_->LoadTeacher(spec, *this);
+}
+
+std::vector<StageRef> BuildContext::FindStages(const std::string& name) const {
+  return Stages().FindStages(name);
+}
+
+std::filesystem::path BuildContext::StageFile(const std::string& stage,
+                                              const std::string& file) const {
+  return Stages().StageFile(stage, file);
+}
+
+std::shared_ptr<Model> BuildContext::LoadStageModel(const std::string& stage,
+                                                    const std::string& artifact,
+                                                    bool train_mode) const {
+  return Stages().LoadStageModel(stage, artifact, train_mode, *this);
 }
 
 BuildContext BuildContext::WithBackbone(const Backbone* backbone) const {
@@ -106,9 +128,9 @@ BuildContext BuildContext::WithDatasetInfo(const DatasetInfo* info) const {
   return copy;
 }
 
-BuildContext BuildContext::WithTeacherProvider(const TeacherProvider* provider) const {
+BuildContext BuildContext::WithStageAccess(const StageAccess* stages) const {
   BuildContext copy = *this;
-  copy.teachers_ = provider;
+  copy.stages_ = stages;
   return copy;
 }
 

@@ -9,6 +9,7 @@
 #include "kd/metric.h"
 #include "kd/model.h"
 #include "kd/optim.h"
+#include "kd/partitioner.h"
 #include "kd/registry.h"
 #include "kd/training.h"
 
@@ -35,6 +36,19 @@ void TrainingObserver::OnTrainStart(const StepInfo&, Model&) {}
 void TrainingObserver::OnIterEnd(const StepInfo&, Model&, const TensorDict&) {}
 void TrainingObserver::OnEpochEnd(const StepInfo&, Model&) {}
 std::optional<double> Scheduler::Momentum(const ScheduleClock&) const { return std::nullopt; }
-TeacherProvider::~TeacherProvider() = default;
+StageAccess::~StageAccess() = default;
+
+std::vector<StageRef> StageAccess::FindStages(const std::string& name) const {
+  throw Error(absl::FailedPreconditionError("no pipeline to find stage '" + name + "' in"));
+}
+
+std::filesystem::path StageAccess::StageFile(const std::string& stage, const std::string&) const {
+  throw Error(absl::FailedPreconditionError("no pipeline to read stage '" + stage + "' from"));
+}
+
+std::shared_ptr<Model> StageAccess::LoadStageModel(const std::string& stage, const std::string&,
+                                                   bool, const BuildContext&) const {
+  throw Error(absl::FailedPreconditionError("no pipeline to load stage '" + stage + "' from"));
+}
 
 }  // namespace kd

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kd/error.h"
+#include "kd/transform_list.h"
 
 namespace kd {
 
@@ -38,5 +39,27 @@ TensorDict Dataset::Collate(std::vector<TensorDict> samples) const {
 }
 
 DatasetInfo Dataset::Info() const { return {}; }
+
+TransformList::TransformList(const Options& options, const BuildContext& ctx, const char* key) {
+  for (const Options& table : options.SubList(key)) {
+    transforms_.push_back(ctx.Build<Transform>(Kind::kTransform, table));
+  }
+}
+
+TensorDict TransformList::Apply(TensorDict sample, Rng& rng) const {
+  for (const auto& transform : transforms_) sample = transform->Apply(std::move(sample), rng);
+  return sample;
+}
+
+torch::Tensor Dataset::LabelMatrix() const {
+  std::vector<torch::Tensor> rows;
+  rows.reserve(static_cast<size_t>(Size()));
+  for (int64_t i = 0; i < Size(); ++i) {
+    Rng rng(Rng::Derive({0, static_cast<uint64_t>(i)}));
+    rows.push_back(Get(i, rng).at("labels"));
+  }
+  if (rows.empty()) return torch::zeros({0, 0});
+  return torch::stack(rows);
+}
 
 }  // namespace kd

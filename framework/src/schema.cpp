@@ -26,6 +26,8 @@ absl::string_view OptionTypeName(OptionType type) {
       return "component list";
     case OptionType::kTable:
       return "table";
+    case OptionType::kTableList:
+      return "table list";
     case OptionType::kAnyTable:
       return "table";
   }
@@ -118,6 +120,12 @@ Schema& Schema::NestedList(std::string name, Kind kind, std::string doc) {
 
 Schema& Schema::Table(std::string name, Schema schema, std::string doc) {
   OptionSpec spec = Spec(std::move(name), OptionType::kTable, std::move(doc));
+  spec.table = std::make_shared<const Schema>(std::move(schema));
+  return Add(std::move(spec));
+}
+
+Schema& Schema::TableList(std::string name, Schema schema, std::string doc) {
+  OptionSpec spec = Spec(std::move(name), OptionType::kTableList, std::move(doc));
   spec.table = std::make_shared<const Schema>(std::move(schema));
   return Add(std::move(spec));
 }

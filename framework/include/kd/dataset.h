@@ -25,6 +25,10 @@ class Dataset : public Component {
   // Builds a batch. The default stacks every key along a new first dimension.
   virtual TensorDict Collate(std::vector<TensorDict> samples) const;
   virtual DatasetInfo Info() const;
+  // Every sample's `labels` stacked into [N, K], for statistics over a whole split (label
+  // partitions). The default reads each sample with Get; datasets that hold their labels apart
+  // from their images should return them directly instead of decoding every image.
+  virtual torch::Tensor LabelMatrix() const;
 };
 
 // A per-sample transform applied by datasets that take a `transforms` list. Must be thread-safe.

@@ -5,7 +5,9 @@
 
 #include <torch/types.h>
 
+#include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,16 +92,36 @@ class Registry {
   std::vector<PluginRecord> plugins_;
 };
 
-// Loads frozen teachers for distillers; the host provides it (it knows the pipeline's stages).
-class TeacherProvider {
+// A stage of the running pipeline, as plugins see it: its name and, for stages expanded from a
+// `foreach` template, the template's name and the values of this expansion.
+struct StageRef {
+  std::string name;
+  std::string template_name;
+  std::map<std::string, std::string> foreach;
+};
+
+// What a stage can reach of the pipeline it runs in; the host provides it. Only stages that the
+// current stage names with a `from_stage` key (its dependencies, which its hash covers) are
+// reachable. Each method throws kd::Error with a message saying what to do when it cannot serve.
+class StageAccess {
  public:
-  virtual ~TeacherProvider();
+  virtual ~StageAccess();
+  // A frozen teacher from a table validated against TeacherSchema().
   virtual std::shared_ptr<Model> LoadTeacher(const Options& spec,
                                              const BuildContext& ctx) const = 0;
+  // The stage called `name`, or every stage expanded from the template `name`, in pipeline order.
+  virtual std::vector<StageRef> FindStages(const std::string& name) const;
+  // The path of `file` inside the directory of the finished stage `stage`.
+  virtual std::filesystem::path StageFile(const std::string& stage, const std::string& file) const;
+  // The model exported by the finished stage `stage` (`artifact` "best" or "last"), frozen, on the
+  // context's device, in eval mode unless `train_mode`.
+  virtual std::shared_ptr<Model> LoadStageModel(const std::string& stage,
+                                                const std::string& artifact, bool train_mode,
+                                                const BuildContext& ctx) const;
 };
 
 // What a factory can use besides its options: the registry (to build nested components), the
-// device, the backbone a head sits on, and the teacher provider.
+// device, the backbone a head sits on, the training split's description, and the pipeline.
 class BuildContext {
  public:
   BuildContext(const Registry& registry, torch::Device device);
@@ -122,8 +144,12 @@ class BuildContext {
     return component;
   }
 
-  // A frozen teacher from a table validated against TeacherSchema().
+  // The pipeline (see StageAccess); these throw kd::Error outside a pipeline stage.
   std::shared_ptr<Model> LoadTeacher(const Options& spec) const;
+  std::vector<StageRef> FindStages(const std::string& name) const;
+  std::filesystem::path StageFile(const std::string& stage, const std::string& file) const;
+  std::shared_ptr<Model> LoadStageModel(const std::string& stage, const std::string& artifact,
+                                        bool train_mode) const;
 
   const Backbone* backbone() const { return backbone_; }
   BuildContext WithBackbone(const Backbone* backbone) const;
@@ -133,14 +159,15 @@ class BuildContext {
   // their class count from the data (num_classes = 0).
   const DatasetInfo* dataset_info() const { return dataset_info_; }
   BuildContext WithDatasetInfo(const DatasetInfo* info) const;
-  BuildContext WithTeacherProvider(const TeacherProvider* provider) const;
+  BuildContext WithStageAccess(const StageAccess* stages) const;
 
  private:
   const Registry* registry_;
   torch::Device device_;
   const Backbone* backbone_ = nullptr;
   const DatasetInfo* dataset_info_ = nullptr;
-  const TeacherProvider* teachers_ = nullptr;
+  const StageAccess& Stages() const;
+  const StageAccess* stages_ = nullptr;
 };
 
 // Schema of a teacher table, for distillers' own schemas:

@@ -26,6 +26,7 @@ enum class OptionType {
   kComponent,      // a table with a `type` key naming a component of a given kind
   kComponentList,  // an array of such tables
   kTable,          // a table with a fixed schema of its own
+  kTableList,      // an array of such tables
   kAnyTable,       // a free-form table, validated by the component that reads it
 };
 
@@ -48,7 +49,7 @@ struct OptionSpec {
   std::vector<std::string> choices;     // kString: the allowed values, when non-empty
   std::optional<double> min, max;       // kInt / kFloat (and their lists): inclusive bounds
   Kind component_kind = Kind::kModel;   // kComponent / kComponentList
-  std::shared_ptr<const Schema> table;  // kTable
+  std::shared_ptr<const Schema> table;  // kTable, kTableList
 };
 
 // Built with chained calls, e.g.
@@ -75,6 +76,8 @@ class Schema {
   Schema& NestedList(std::string name, Kind kind, std::string doc);
   // A nested table with its own schema; its defaults are filled in even when it is absent.
   Schema& Table(std::string name, Schema schema, std::string doc);
+  // A list of tables, each with `schema`; defaults to empty.
+  Schema& TableList(std::string name, Schema schema, std::string doc);
   // A free-form table read by the component itself.
   Schema& AnyTable(std::string name, std::string doc);
 

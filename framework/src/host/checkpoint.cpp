@@ -100,20 +100,23 @@ StateDict ModuleState(torch::nn::Module& module) {
 
 std::string LoadReport::Summary() const {
   std::string out;
-  if (!missing.empty()) absl::StrAppend(&out, "missing keys: ", absl::StrJoin(missing, ", "));
-  if (!unexpected.empty()) {
-    absl::StrAppend(&out, out.empty() ? "" : "; ",
-                    "unexpected keys: ", absl::StrJoin(unexpected, ", "));
-  }
+  auto add = [&](const char* what, const std::vector<std::string>& keys) {
+    if (keys.empty()) return;
+    absl::StrAppend(&out, out.empty() ? "" : "; ", what, ": ", absl::StrJoin(keys, ", "));
+  };
+  add("missing keys", missing);
+  add("unexpected keys", unexpected);
+  add("skipped for their shape", reshaped);
   return out;
 }
 
 absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const StateDict& state,
-                                           bool strict, const std::string& source) {
+                                           LoadMode mode, const std::string& source) {
   LoadReport report;
   std::map<std::string, torch::Tensor> targets;
   for (const auto& item : module.named_parameters()) targets.emplace(item.key(), item.value());
   for (const auto& item : module.named_buffers()) targets.emplace(item.key(), item.value());
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
   for (const auto& [name, target] : targets) {
     auto it = state.find(name);
     if (it == state.end()) {
@@ -121,25 +124,29 @@ absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const Stat
       continue;
     }
     if (it->second.sizes() != target.sizes()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ": '", name, "' has shape ", c10::str(it->second.sizes()),
-                       " in the file but ", c10::str(target.sizes()),
-                       " in the model: the file was saved from a different model configuration"));
+      if (mode != LoadMode::kInitialise) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source, ": '", name, "' has shape ", c10::str(it->second.sizes()),
+                         " in the file but ", c10::str(target.sizes()),
+                         " in the model: the file was saved from a different model configuration"));
+      }
+      report.reshaped.push_back(
+          absl::StrCat(name, " ", c10::str(it->second.sizes()), " -> ", c10::str(target.sizes())));
+      continue;
     }
+    copies.emplace_back(target, it->second);
   }
   for (const auto& [name, tensor] : state) {
     if (!targets.count(name)) report.unexpected.push_back(name);
   }
-  if (strict && (!report.missing.empty() || !report.unexpected.empty())) {
+  if (mode == LoadMode::kStrict && (!report.missing.empty() || !report.unexpected.empty())) {
     return absl::InvalidArgumentError(
         absl::StrCat(source, ": the weights do not match the model (", report.Summary(),
                      "); the file was saved from a different model configuration"));
   }
   torch::NoGradGuard no_grad;
-  for (auto& [name, target] : targets) {
-    auto it = state.find(name);
-    if (it != state.end()) target.copy_(it->second);
-  }
+  for (auto& [target, value] : copies) target.copy_(value);
+  report.loaded = copies.size();
   return report;
 }
 

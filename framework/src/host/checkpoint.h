@@ -27,13 +27,20 @@ StateDict ModuleState(torch::nn::Module& module);
 struct LoadReport {
   std::vector<std::string> missing;     // in the module, not in the file
   std::vector<std::string> unexpected;  // in the file, not in the module
-  std::string Summary() const;          // "" when both are empty
+  std::vector<std::string> reshaped;    // in both with different shapes (skipped when allowed)
+  size_t loaded = 0;
+  std::string Summary() const;  // "" when everything matched
 };
 
-// Copies `state` into `module`. Shape mismatches are errors; with `strict`, missing or unexpected
-// keys are too (the message lists them). The report says what did not match either way.
+enum class LoadMode {
+  kStrict,      // every key must match, with the same shape
+  kLenient,     // missing and unexpected keys are reported; shape mismatches are errors
+  kInitialise,  // also skips tensors whose shapes differ (e.g. a classifier for other classes)
+};
+
+// Copies `state` into `module` as `mode` allows; the report says what did not match.
 absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const StateDict& state,
-                                           bool strict, const std::string& source);
+                                           LoadMode mode, const std::string& source);
 
 struct ModelExport {
   std::string model_config;              // TOML of the model table

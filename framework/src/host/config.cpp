@@ -440,6 +440,12 @@ class Interpolator {
       }
       const std::string ref = text.substr(i + 2, close - i - 2);
       const bool whole = i == 0 && close + 1 == text.size();
+      if (ref.rfind("foreach.", 0) == 0) {
+        // Resolved per stage when a foreach template is expanded (SubstituteForeach).
+        out += text.substr(i, close + 1 - i);
+        i = close + 1;
+        continue;
+      }
       if (ref.rfind("env:", 0) == 0) {
         std::string name = ref.substr(4);
         std::optional<std::string> fallback;
@@ -568,6 +574,63 @@ absl::StatusOr<CNode> LoadWithBases(const fs::path& path, std::vector<fs::path>&
 }  // namespace
 
 absl::Status Interpolate(CNode& root) { return Interpolator(root).ResolveAll(root, ""); }
+
+absl::Status SubstituteForeach(CNode& node, const std::map<std::string, CNode>& values,
+                               const std::string& key_path) {
+  if (node.is_table()) {
+    for (auto& [key, child] : node.table()) {
+      KD_RETURN_IF_ERROR(SubstituteForeach(child, values, JoinKey(key_path, key)));
+    }
+    return absl::OkStatus();
+  }
+  if (node.is_array()) {
+    int i = 0;
+    for (CNode& child : node.array()) {
+      KD_RETURN_IF_ERROR(SubstituteForeach(child, values, absl::StrCat(key_path, "[", i++, "]")));
+    }
+    return absl::OkStatus();
+  }
+  if (!node.is_string()) return absl::OkStatus();
+  const std::string text = node.as_string();
+  const std::string open = "${foreach.";
+  std::string out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const size_t at = text.find(open, i);
+    if (at == std::string::npos) {
+      out += text.substr(i);
+      break;
+    }
+    out += text.substr(i, at - i);
+    const size_t close = text.find('}', at);
+    if (close == std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(node.loc().ToString(), ": ", key_path, ": unterminated '", open, "'"));
+    }
+    const std::string key = text.substr(at + open.size(), close - at - open.size());
+    auto it = values.find(key);
+    if (it == values.end()) {
+      std::vector<std::string> known;
+      for (const auto& [k, v] : values) known.push_back(k);
+      return absl::InvalidArgumentError(
+          absl::StrCat(node.loc().ToString(), ": ", key_path, ": ${foreach.", key, "} ",
+                       known.empty() ? "is only available inside a stage with a `foreach` table"
+                                     : absl::StrCat("is not a foreach key of this stage (it has: ",
+                                                    absl::StrJoin(known, ", "), ")")));
+    }
+    if (at == 0 && close + 1 == text.size()) {
+      node.SetValueFrom(it->second);  // the whole string: the value with its type
+      return absl::OkStatus();
+    }
+    const CNode& value = it->second;
+    out += value.is_string()                   ? value.as_string()
+           : value.type() == CNode::Type::kInt ? std::to_string(value.as_int())
+                                               : std::string(TypeName(value.type()));
+    i = close + 1;
+  }
+  node.SetValue(out);
+  return absl::OkStatus();
+}
 
 absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::string>& overrides) {
   std::vector<fs::path> stack;

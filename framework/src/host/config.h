@@ -94,6 +94,12 @@ absl::Status ApplyOverride(CNode& root, absl::string_view assignment);
 // "${". A string that is exactly one ${key.path} takes the referenced value with its type.
 absl::Status Interpolate(CNode& root);
 
+// Replaces ${foreach.key} in the strings of `node` with `values` (the values of one expansion of a
+// foreach stage template); a string that is exactly one reference takes the value with its type.
+// ${foreach.*} is left alone by Interpolate and resolved here.
+absl::Status SubstituteForeach(CNode& node, const std::map<std::string, CNode>& values,
+                               const std::string& key_path = "");
+
 // Removes `_replace` markers left in tables that had nothing to replace.
 absl::Status StripReplaceMarkers(CNode& node, const std::string& key_path = "");
 

@@ -13,11 +13,24 @@ namespace kd::host {
 
 namespace fs = std::filesystem;
 
+bool StageConfig::IsPartitionStage() const {
+  const CNode* partitions = config->Get("partitions");
+  return partitions != nullptr && partitions->is_array() && !partitions->array().empty();
+}
+
 const StageConfig* ResolvedConfig::FindStage(absl::string_view name) const {
   for (const StageConfig& stage : stages) {
     if (stage.name == name) return &stage;
   }
   return nullptr;
+}
+
+std::vector<const StageConfig*> ResolvedConfig::FindStages(absl::string_view name) const {
+  std::vector<const StageConfig*> found;
+  for (const StageConfig& stage : stages) {
+    if (stage.name == name || stage.template_name == name) found.push_back(&stage);
+  }
+  return found;
 }
 
 namespace {
@@ -68,19 +81,49 @@ absl::StatusOr<std::vector<std::string>> PipelineOrder(const CNode& root) {
   return order;
 }
 
-// Collects the stages named by `from_stage` keys anywhere in `node`.
+// The stages earlier in the pipeline: their names, and each foreach template's expansions.
+struct EarlierStages {
+  std::vector<std::string> names;
+  std::map<std::string, std::vector<std::string>> templates;
+
+  bool IsExpansion(const std::string& name) const {
+    for (const auto& [template_name, expansions] : templates) {
+      if (std::find(expansions.begin(), expansions.end(), name) != expansions.end()) return true;
+    }
+    return false;
+  }
+
+  std::string Describe() const {
+    std::vector<std::string> all;
+    for (const std::string& name : names) all.push_back(name);
+    for (const auto& [name, expansions] : templates) all.push_back(name + " (template)");
+    return all.empty() ? "none" : absl::StrJoin(all, ", ");
+  }
+};
+
+// Collects the stages named by `from_stage` keys anywhere in `node`; a template stands for all of
+// its expansions.
 absl::Status CollectDeps(const CNode& node, const std::string& key_path,
-                         const std::vector<std::string>& earlier, std::vector<std::string>& deps) {
+                         const EarlierStages& earlier, std::vector<std::string>& deps) {
   if (node.is_table()) {
     if (const CNode* from = node.Get("from_stage");
         from != nullptr && from->is_string() && !from->as_string().empty()) {
       const std::string& name = from->as_string();
-      if (std::find(earlier.begin(), earlier.end(), name) == earlier.end()) {
+      std::vector<std::string> named;
+      if (auto it = earlier.templates.find(name); it != earlier.templates.end()) {
+        named = it->second;
+      } else if (std::find(earlier.names.begin(), earlier.names.end(), name) !=
+                     earlier.names.end() ||
+                 earlier.IsExpansion(name)) {
+        named = {name};
+      } else {
         return At(*from, JoinKey(key_path, "from_stage"),
                   absl::StrCat("'", name, "' is not an earlier stage of the pipeline (earlier: ",
-                               earlier.empty() ? "none" : absl::StrJoin(earlier, ", "), ")"));
+                               earlier.Describe(), ")"));
       }
-      if (std::find(deps.begin(), deps.end(), name) == deps.end()) deps.push_back(name);
+      for (const std::string& dep : named) {
+        if (std::find(deps.begin(), deps.end(), dep) == deps.end()) deps.push_back(dep);
+      }
     }
     for (const auto& [key, child] : node.table()) {
       KD_RETURN_IF_ERROR(CollectDeps(child, JoinKey(key_path, key), earlier, deps));
@@ -92,6 +135,48 @@ absl::Status CollectDeps(const CNode& node, const std::string& key_path,
     }
   }
   return absl::OkStatus();
+}
+
+// One stage to build from a [stages.<name>] table: the table itself, or one combination of the
+// values of its `foreach` table (cartesian product, keys in sorted order).
+struct Expansion {
+  std::string name;
+  std::string template_name;
+  std::map<std::string, CNode> values;
+  CNode overlay;
+};
+
+absl::StatusOr<std::vector<Expansion>> Expand(const std::string& name, const CNode& overlay) {
+  const CNode* foreach = overlay.Get("foreach");
+  if (foreach == nullptr) return std::vector<Expansion>{{name, "", {}, overlay}};
+  const std::string path = JoinKey(JoinKey("stages", name), "foreach");
+  if (!foreach->is_table() || foreach->table().empty()) {
+    return At(*foreach, path, "expected a table of lists, e.g. foreach = { group = [0, 1, 2] }");
+  }
+  CNode base = overlay;
+  base.table().erase("foreach");
+  std::vector<Expansion> out = {{name, name, {}, base}};
+  for (const auto& [key, list] : foreach->table()) {
+    if (!list.is_array() || list.array().empty()) {
+      return At(list, JoinKey(path, key), "expected a non-empty list of values");
+    }
+    std::vector<Expansion> next;
+    for (const Expansion& partial : out) {
+      for (const CNode& value : list.array()) {
+        if (value.type() != CNode::Type::kString && value.type() != CNode::Type::kInt) {
+          return At(value, JoinKey(path, key), "foreach values are strings or integers");
+        }
+        Expansion e = partial;
+        const std::string text =
+            value.is_string() ? value.as_string() : std::to_string(value.as_int());
+        e.name = absl::StrCat(e.name, ".", text);
+        e.values.emplace(key, value);
+        next.push_back(std::move(e));
+      }
+    }
+    out = std::move(next);
+  }
+  return out;
 }
 
 std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
@@ -129,9 +214,9 @@ absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
   CNode common = out.root;
   common.table().erase("pipeline");
   common.table().erase("stages");
-  std::vector<std::string> earlier;
+  EarlierStages earlier;
   for (const std::string& name : order) {
-    CNode config = common;
+    std::vector<Expansion> expansions = {{name, "", {}, CNode()}};
     if (!out.single_stage) {
       const CNode& overlay = *out.root.Get("stages")->Get(name);
       if (!overlay.is_table()) {
@@ -143,20 +228,38 @@ absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
                     "cannot be set per stage; set it at the top level of the config");
         }
       }
-      MergeInto(config, overlay);
+      KD_ASSIGN_OR_RETURN(expansions, Expand(name, overlay));
     }
-    absl::Status valid = ValidateTable(config, StageSchema(), host.registry(), "",
-                                       absl::StrCat("the config of stage '", name, "'"));
-    if (!valid.ok()) {
-      return out.single_stage ? valid : Annotate(valid, absl::StrCat("stage '", name, "'"));
+    std::vector<std::string> expanded_names;
+    for (Expansion& e : expansions) {
+      CNode config = common;
+      MergeInto(config, e.overlay);
+      absl::Status valid = SubstituteForeach(config, e.values);
+      if (valid.ok()) {
+        valid = ValidateTable(config, StageSchema(), host.registry(), "",
+                              absl::StrCat("the config of stage '", e.name, "'"));
+      }
+      if (!valid.ok()) {
+        return out.single_stage ? valid : Annotate(valid, absl::StrCat("stage '", e.name, "'"));
+      }
+      StageConfig stage;
+      stage.name = e.name;
+      stage.template_name = e.template_name;
+      for (const auto& [key, value] : e.values) {
+        stage.foreach.emplace(
+            key, value.is_string() ? value.as_string() : std::to_string(value.as_int()));
+      }
+      KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
+      stage.hash = HashStage(config, stage.deps, out.stages);
+      stage.config = std::make_shared<const CNode>(std::move(config));
+      out.stages.push_back(std::move(stage));
+      expanded_names.push_back(e.name);
     }
-    StageConfig stage;
-    stage.name = name;
-    KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
-    stage.hash = HashStage(config, stage.deps, out.stages);
-    stage.config = std::make_shared<const CNode>(std::move(config));
-    out.stages.push_back(std::move(stage));
-    earlier.push_back(name);
+    if (!expansions.front().template_name.empty()) {
+      earlier.templates.emplace(name, expanded_names);
+    } else {
+      earlier.names.push_back(name);
+    }
   }
 
   const std::string work_dir = FindPath(*out.stages.front().config, "run.work_dir")->as_string();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,15 +16,21 @@
 #include "host/config.h"
 #include "host/host.h"
 #include "kd/metric.h"
+#include "kd/partitioner.h"
 
 namespace kd::host {
 
 struct StageConfig {
-  std::string name;
-  std::shared_ptr<const CNode> config;  // validated, defaults filled in
-  std::vector<std::string> deps;        // stages it reads artefacts from (from_stage)
+  std::string name;           // "<template>.<value>..." for stages expanded from a foreach template
+  std::string template_name;  // the foreach template it was expanded from, or ""
+  std::map<std::string, std::string> foreach;  // this expansion's foreach values, as text
+  std::shared_ptr<const CNode> config;         // validated, defaults filled in
+  std::vector<std::string> deps;               // stages it reads artefacts from (from_stage)
   std::string hash;
   std::filesystem::path dir;
+
+  // A stage with `partitions` computes label partitions instead of training a model.
+  bool IsPartitionStage() const;
 };
 
 struct ResolvedConfig {
@@ -34,6 +41,8 @@ struct ResolvedConfig {
   bool single_stage = true;
 
   const StageConfig* FindStage(absl::string_view name) const;
+  // The stage `name`, or every expansion of the foreach template `name`, in pipeline order.
+  std::vector<const StageConfig*> FindStages(absl::string_view name) const;
 };
 
 // Loads `file` with `overrides`, loads the plugins it needs into `host`, and expands and
@@ -55,8 +64,9 @@ struct RunOptions {
 
 struct StageResult {
   std::string name;
-  std::string status;  // "trained", "reused", "interrupted"
+  std::string status;  // "trained", "computed" (partitions), "reused", "interrupted"
   std::vector<MetricValue> metrics;
+  std::vector<std::string> headline;  // the metric names a summary shows (all when empty)
   double seconds = 0;
   int64_t steps = 0;
   std::filesystem::path dir;
@@ -64,6 +74,10 @@ struct StageResult {
 
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options);
+
+// A partition's groups with the label names, one line per group, for people.
+std::string FormatPartition(const LabelPartition& partition,
+                            const std::vector<std::string>& class_names);
 
 // The final summary table: one row per stage, one column per metric.
 std::string FormatSummary(const std::vector<StageResult>& results);

@@ -41,8 +41,12 @@ Schema TrainSchema() {
       .Min(0)
       .Int("max_iters", 0, "training length in optimizer steps (set this or max_epochs)")
       .Min(0)
-      .Nested("optimizer", Kind::kOptimizer, "the optimizer")
+      .Nested("optimizer", Kind::kOptimizer, "the optimizer (required to train)", false)
       .Nested("scheduler", Kind::kScheduler, "learning-rate schedule; absent: constant", false)
+      .String("init_checkpoint", "",
+              "model export whose weights initialise the model when the stage starts (e.g. "
+              "ImageNet weights from tools/export_torchvision.py); tensors whose names or shapes "
+              "do not match are skipped and listed")
       .Int("accumulate", 1, "micro-batches per optimizer step (gradient accumulation)")
       .Min(1)
       .Float("clip_grad_norm", 0.0, "clip the global gradient norm to this; 0: no clipping")
@@ -75,13 +79,23 @@ Schema StageSchema() {
       .Table("run", RunSchema(), "where and how the run executes")
       .Table("data", DataSchema(), "datasets")
       .Table("loader", LoaderSchema(), "batching and loading")
-      .Nested("model", Kind::kModel, "the model being trained (the student when distilling)")
-      .Nested("loss", Kind::kLoss, "the task loss")
+      .Nested("model", Kind::kModel,
+              "the model being trained (the student when distilling); required to train", false)
+      .Nested("loss", Kind::kLoss, "the task loss; required to train", false)
       .NestedList("metrics", Kind::kMetric, "evaluation metrics; the first ranks checkpoints")
       .Nested("distiller", Kind::kDistiller, "knowledge distillation; absent: plain training",
               false)
       .NestedList("hooks", Kind::kHook, "training observers")
-      .Table("train", TrainSchema(), "the training loop");
+      .Table("train", TrainSchema(), "the training loop")
+      .TableList("partitions", PartitionEntrySchema(),
+                 "label partitions to compute from data.train instead of training (a partition "
+                 "stage); each is written to partition/<name>.json");
+}
+
+Schema PartitionEntrySchema() {
+  return Schema()
+      .Required("name", OptionType::kString, "name of the partition; its file is <name>.json")
+      .Nested("partitioner", Kind::kPartitioner, "how to partition the labels");
 }
 
 std::vector<ConfigSection> ConfigSections() {
@@ -96,6 +110,7 @@ std::vector<ConfigSection> ConfigSections() {
       {"data", "`[data]`: the training and evaluation datasets", DataSchema()},
       {"loader", "`[loader]`: batching and the loader threads", LoaderSchema()},
       {"train", "`[train]`: the training loop", TrainSchema()},
+      {"partitions", "Each entry of `partitions` (partition stages)", PartitionEntrySchema()},
       {"teacher",
        "The `teacher` table of distillers: which frozen model teaches (see docs/configs.md)",
        TeacherSchema()},

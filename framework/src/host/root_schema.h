@@ -14,6 +14,7 @@ Schema RunSchema();
 Schema DataSchema();
 Schema LoaderSchema();
 Schema TrainSchema();
+Schema PartitionEntrySchema();
 // A complete stage (or single-stage) config.
 Schema StageSchema();
 

@@ -1,14 +1,18 @@
 #include <algorithm>
+#include <cctype>
+#include <chrono>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "host/files.h"
+#include "host/options_impl.h"
 #include "host/pipeline.h"
 #include "host/progress.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
+#include "kd/partitioner.h"
 
 namespace kd::host {
 
@@ -30,6 +34,9 @@ std::string SummaryToml(const StageConfig& stage, const TrainOutcome& outcome) {
   root.emplace("steps", CNode(outcome.steps));
   root.emplace("seconds", CNode(outcome.seconds));
   root.emplace("metric_order", CNode(std::move(order)));
+  CArray headline;
+  for (const std::string& name : outcome.headline) headline.emplace_back(name);
+  root.emplace("headline", CNode(std::move(headline)));
   root.emplace("metrics", CNode(std::move(metrics)));
   return ToToml(CNode(std::move(root)));
 }
@@ -55,10 +62,89 @@ absl::StatusOr<StageResult> ReadSummary(const StageConfig& stage, const fs::path
     const CNode* value = metrics->Get(name.as_string());
     if (value != nullptr) result.metrics.push_back({name.as_string(), value->as_float()});
   }
+  if (const CNode* headline = root.Get("headline"); headline != nullptr && headline->is_array()) {
+    for (const CNode& name : headline->array()) result.headline.push_back(name.as_string());
+  }
   return result;
 }
 
+bool IsFileName(absl::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+// A partition stage: runs each partitioner on the training labels and writes
+// partition/<name>.json (the official PSD format) and partition/class_names.txt.
+absl::StatusOr<TrainOutcome> RunPartitionStage(const Registry& registry, const StageConfig& stage,
+                                               const StageAccess& access, Progress& progress) {
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    const Options root = MakeOptions(stage.config, stage.config.get(), "");
+    const BuildContext ctx = BuildContext(registry, torch::kCPU).WithStageAccess(&access);
+    const Options data = root.Sub("data");
+    auto dataset = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
+    const torch::Tensor labels = dataset->LabelMatrix();
+    const DatasetInfo info = dataset->Info();
+    if (labels.dim() != 2 || labels.size(0) == 0) {
+      data.Fail("train", absl::StrCat("partitions need a non-empty label matrix [N, K] from the "
+                                      "training split; it gave shape ",
+                                      c10::str(labels.sizes())));
+    }
+    KD_RETURN_IF_ERROR(EnsureDir(stage.dir / "partition"));
+    std::string names;
+    for (const std::string& name : info.class_names) absl::StrAppend(&names, name, "\n");
+    KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "partition" / "class_names.txt", names));
+    for (const Options& entry : root.SubList("partitions")) {
+      const std::string name = entry.String("name");
+      if (!IsFileName(name))
+        entry.Fail("name", "use letters, digits, '_' and '-' (it names a file)");
+      const Options spec = entry.Sub("partitioner");
+      auto partitioner = ctx.Build<Partitioner>(Kind::kPartitioner, spec);
+      LabelPartition partition;
+      try {
+        partition = partitioner->Partition(labels);
+      } catch (const std::exception& e) {
+        spec.Fail("", absl::StrCat("partitioning failed: ", e.what()));
+      }
+      if (absl::Status valid = CheckPartition(partition, labels.size(1)); !valid.ok()) {
+        spec.Fail("",
+                  absl::StrCat(spec.Type(), " returned an invalid partition: ", valid.message()));
+      }
+      KD_RETURN_IF_ERROR(
+          WriteFileAtomic(stage.dir / "partition" / (name + ".json"), PartitionToJson(partition)));
+      progress.Line(absl::StrCat("[", stage.name, "] partition ", name, ":\n",
+                                 FormatPartition(partition, info.class_names)));
+    }
+  } catch (const Error& e) {
+    return Annotate(e.status(), absl::StrCat("stage '", stage.name, "'"));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("stage '", stage.name, "': ", e.what()));
+  }
+  TrainOutcome outcome;
+  outcome.completed = true;
+  outcome.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return outcome;
+}
+
 }  // namespace
+
+std::string FormatPartition(const LabelPartition& partition,
+                            const std::vector<std::string>& class_names) {
+  std::string out;
+  for (size_t g = 0; g < partition.groups.size(); ++g) {
+    std::vector<std::string> labels;
+    for (int64_t id : partition.groups[g]) {
+      labels.push_back(static_cast<size_t>(id) < class_names.size()
+                           ? absl::StrCat(id, " ", class_names[static_cast<size_t>(id)])
+                           : absl::StrCat(id));
+    }
+    absl::StrAppend(&out, "  group ", g, " (", labels.size(), "): ", absl::StrJoin(labels, ", "),
+                    "\n");
+  }
+  return out;
+}
 
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options) {
@@ -81,7 +167,6 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
   }
   KD_RETURN_IF_ERROR(EnsureDir(config.work_dir));
   KD_RETURN_IF_ERROR(WriteFileAtomic(config.work_dir / "config.toml", ToToml(config.root)));
-  PipelineTeachers teachers(&config);
   Progress progress("", 0, options.progress);
   std::vector<StageResult> results;
   for (const StageConfig& stage : config.stages) {
@@ -96,27 +181,35 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
       continue;
     }
     KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
-    progress.Line(absl::StrFormat("[%s] training in %s", stage.name, stage.dir.string()));
-    TrainOptions train_options;
-    train_options.stop_after_steps = options.stop_after_steps;
-    train_options.fresh = options.fresh;
-    train_options.progress = options.progress;
-    KD_ASSIGN_OR_RETURN(TrainOutcome outcome,
-                        TrainStage(host.registry(), &teachers,
-                                   {stage.name, stage.dir, stage.config}, train_options));
+    const PipelineAccess access(&config, &stage);
+    TrainOutcome outcome;
+    if (stage.IsPartitionStage()) {
+      progress.Line(absl::StrFormat("[%s] partitioning in %s", stage.name, stage.dir.string()));
+      KD_ASSIGN_OR_RETURN(outcome, RunPartitionStage(host.registry(), stage, access, progress));
+    } else {
+      progress.Line(absl::StrFormat("[%s] training in %s", stage.name, stage.dir.string()));
+      TrainOptions train_options;
+      train_options.stop_after_steps = options.stop_after_steps;
+      train_options.fresh = options.fresh;
+      train_options.progress = options.progress;
+      KD_ASSIGN_OR_RETURN(
+          outcome, TrainStage(host.registry(), &access, {stage.name, stage.dir, stage.config},
+                              train_options));
+    }
     StageResult result;
     result.name = stage.name;
     result.dir = stage.dir;
     result.steps = outcome.steps;
     result.seconds = outcome.seconds;
     result.metrics = outcome.metrics;
+    result.headline = outcome.headline;
     if (!outcome.completed) {
       result.status = "interrupted";
       results.push_back(std::move(result));
       break;
     }
     KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
-    result.status = "trained";
+    result.status = stage.IsPartitionStage() ? "computed" : "trained";
     results.push_back(std::move(result));
   }
   return results;
@@ -125,10 +218,12 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
 std::string FormatSummary(const std::vector<StageResult>& results) {
   std::vector<std::string> columns;
   for (const StageResult& r : results) {
-    for (const MetricValue& m : r.metrics) {
-      if (std::find(columns.begin(), columns.end(), m.name) == columns.end()) {
-        columns.push_back(m.name);
-      }
+    std::vector<std::string> names = r.headline;
+    if (names.empty()) {
+      for (const MetricValue& m : r.metrics) names.push_back(m.name);
+    }
+    for (const std::string& name : names) {
+      if (std::find(columns.begin(), columns.end(), name) == columns.end()) columns.push_back(name);
     }
   }
   size_t name_width = 5;

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "host/checkpoint.h"
 #include "host/options_impl.h"
@@ -37,41 +39,87 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const fs::path& path,
   } catch (const Error& e) {
     return e.status();
   }
-  KD_ASSIGN_OR_RETURN(LoadReport report, LoadModuleState(*model, data.state, true, path.string()));
+  KD_ASSIGN_OR_RETURN(LoadReport report,
+                      LoadModuleState(*model, data.state, LoadMode::kStrict, path.string()));
   (void)report;
   model->to(ctx.device());
   return model;
 }
 
-std::shared_ptr<Model> PipelineTeachers::LoadTeacher(const Options& spec,
-                                                     const BuildContext& ctx) const {
+const StageConfig& PipelineAccess::Dependency(const std::string& name) const {
+  const StageConfig* stage = config_ ? config_->FindStage(name) : nullptr;
+  if (stage == nullptr) {
+    throw Error(absl::NotFoundError(absl::StrCat("no stage named '", name, "' in this pipeline")));
+  }
+  if (current_ == nullptr ||
+      std::find(current_->deps.begin(), current_->deps.end(), name) == current_->deps.end()) {
+    throw Error(absl::FailedPreconditionError(absl::StrCat(
+        "stage '", current_ ? current_->name : "?", "' reads stage '", name,
+        "' without depending on it; name it (or its template) with a `from_stage` key in the "
+        "stage's config, so that the stage's hash covers it")));
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(stage->dir / "summary.toml", ec)) {
+    throw Error(absl::FailedPreconditionError(
+        absl::StrCat("stage '", name, "' has not finished (no summary in ", stage->dir.string(),
+                     "); run the whole pipeline with `kdhost run` so that it trains first")));
+  }
+  return *stage;
+}
+
+std::vector<StageRef> PipelineAccess::FindStages(const std::string& name) const {
+  std::vector<StageRef> out;
+  if (config_ == nullptr) return out;
+  for (const StageConfig* stage : config_->FindStages(name)) {
+    out.push_back({stage->name, stage->template_name, stage->foreach});
+  }
+  return out;
+}
+
+fs::path PipelineAccess::StageFile(const std::string& stage, const std::string& file) const {
+  const fs::path path = Dependency(stage).dir / file;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    throw Error(absl::NotFoundError(absl::StrCat("stage '", stage, "' has no file ", file,
+                                                 " (looked for ", path.string(), ")")));
+  }
+  return path;
+}
+
+std::shared_ptr<Model> PipelineAccess::LoadStageModel(const std::string& stage,
+                                                      const std::string& artifact, bool train_mode,
+                                                      const BuildContext& ctx) const {
+  if (artifact != "best" && artifact != "last") {
+    throw Error(absl::InvalidArgumentError(
+        absl::StrCat("artifact '", artifact, "': a stage exports \"best\" and \"last\"")));
+  }
+  const fs::path path = StageFile(stage, absl::StrCat("export/", artifact, ".pt"));
+  std::shared_ptr<Model> model = ValueOrThrow(ModelFromExport(path, ctx, nullptr));
+  for (torch::Tensor& p : model->parameters()) p.set_requires_grad(false);
+  model->train(train_mode);
+  return model;
+}
+
+std::shared_ptr<Model> PipelineAccess::LoadTeacher(const Options& spec,
+                                                   const BuildContext& ctx) const {
   const std::string from_stage = spec.String("from_stage");
   const std::string checkpoint = spec.String("checkpoint");
   if (from_stage.empty() == checkpoint.empty()) {
     spec.Fail("",
               "a teacher needs exactly one of from_stage = \"<stage>\" or checkpoint = \"<file>\"");
   }
-  fs::path path;
   if (!from_stage.empty()) {
-    const StageConfig* stage = config_ ? config_->FindStage(from_stage) : nullptr;
-    if (stage == nullptr) {
-      spec.Fail("from_stage", absl::StrCat("no stage named '", from_stage, "' in this config"));
+    if (spec.Has("model")) spec.Fail("model", "a teacher from a stage uses the stage's own model");
+    try {
+      return LoadStageModel(from_stage, spec.String("artifact"), spec.Bool("train_mode"), ctx);
+    } catch (const Error& e) {
+      spec.Fail("from_stage", std::string(e.status().message()));
     }
-    path = stage->dir / "export" / absl::StrCat(spec.String("artifact"), ".pt");
-    std::error_code ec;
-    if (!fs::is_regular_file(path, ec)) {
-      spec.Fail("from_stage",
-                absl::StrCat("stage '", from_stage, "' has not finished (no ", path.string(),
-                             "); run the whole pipeline with "
-                             "`kdhost run` so that it trains first"));
-    }
-  } else {
-    path = checkpoint;
   }
   std::optional<Options> model_override;
   if (spec.Has("model")) model_override = spec.Sub("model");
-  auto model = ModelFromExport(path, ctx, model_override ? &*model_override : nullptr);
-  if (!model.ok()) spec.Fail("", std::string(model.status().message()));
+  auto model = ModelFromExport(checkpoint, ctx, model_override ? &*model_override : nullptr);
+  if (!model.ok()) spec.Fail("checkpoint", std::string(model.status().message()));
   std::shared_ptr<Model> teacher = *model;
   for (torch::Tensor& p : teacher->parameters()) p.set_requires_grad(false);
   teacher->train(spec.Bool("train_mode"));

@@ -1,5 +1,5 @@
-// Teachers for distillers: frozen models built from exports, either an earlier pipeline stage's
-// (from_stage) or a file (checkpoint).
+// The pipeline as a stage sees it (kd::StageAccess): earlier stages' files and exported models,
+// teachers from stages or files. A stage reaches only the stages it depends on.
 #pragma once
 
 #include <filesystem>
@@ -12,6 +12,7 @@
 namespace kd::host {
 
 struct ResolvedConfig;
+struct StageConfig;
 
 // Builds the model described by an export's embedded config (or `model_override`, a validated
 // model table) and loads the export's weights into it, strictly.
@@ -19,14 +20,25 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const std::filesystem::pa
                                                        const BuildContext& ctx,
                                                        const Options* model_override);
 
-class PipelineTeachers : public TeacherProvider {
+class PipelineAccess : public StageAccess {
  public:
-  // `config` may be null: then only `checkpoint` teachers can be loaded.
-  explicit PipelineTeachers(const ResolvedConfig* config) : config_(config) {}
+  // `config` and `current` may be null (a model evaluated outside a pipeline): then only teachers
+  // from files can be loaded.
+  PipelineAccess(const ResolvedConfig* config, const StageConfig* current)
+      : config_(config), current_(current) {}
+
   std::shared_ptr<Model> LoadTeacher(const Options& spec, const BuildContext& ctx) const override;
+  std::vector<StageRef> FindStages(const std::string& name) const override;
+  std::filesystem::path StageFile(const std::string& stage, const std::string& file) const override;
+  std::shared_ptr<Model> LoadStageModel(const std::string& stage, const std::string& artifact,
+                                        bool train_mode, const BuildContext& ctx) const override;
 
  private:
+  // The finished dependency `name`; throws kd::Error otherwise.
+  const StageConfig& Dependency(const std::string& name) const;
+
   const ResolvedConfig* config_;
+  const StageConfig* current_;
 };
 
 }  // namespace kd::host

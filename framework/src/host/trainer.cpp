@@ -159,10 +159,10 @@ auto Guarded(const std::string& what, F&& f) -> decltype(f()) {
 
 class Trainer {
  public:
-  Trainer(const Registry& registry, const TeacherProvider* teachers, const StageRun& stage,
+  Trainer(const Registry& registry, const StageAccess* stages, const StageRun& stage,
           const TrainOptions& options)
       : registry_(registry),
-        teachers_(teachers),
+        stages_(stages),
         stage_(stage),
         options_(options),
         root_(MakeOptions(stage.config, stage.config.get(), "")) {}
@@ -173,6 +173,7 @@ class Trainer {
  private:
   void Setup(bool for_training);
   void BuildOptimizer();
+  std::string Initialise();
   void Restore(const TrainState& state);
   TrainState Snapshot() const;
   void SaveState();
@@ -196,7 +197,7 @@ class Trainer {
   StepInfo Info() const { return {step_, total_steps_, epoch_, total_epochs_}; }
 
   const Registry& registry_;
-  const TeacherProvider* teachers_;
+  const StageAccess* stages_;
   StageRun stage_;
   TrainOptions options_;
   Options root_;
@@ -228,6 +229,7 @@ class Trainer {
   std::string best_metric_;
   bool best_higher_ = true;
   std::map<std::string, bool> higher_is_better_;  // by metric value name
+  std::vector<std::string> headline_;
 
   // Loop position.
   int64_t step_ = 0, epoch_ = 0, batch_in_epoch_ = 0;
@@ -253,7 +255,20 @@ void Trainer::Setup(bool for_training) {
   const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
   torch::manual_seed(seed);
 
-  BuildContext ctx = BuildContext(registry_, device_).WithTeacherProvider(teachers_);
+  for (const char* key : {"model", "loss"}) {
+    if (for_training || std::string(key) == "model") {
+      if (!root_.Has(key)) {
+        root_.Fail(key, absl::StrCat("stage '", stage_.name, "' trains a model and needs `", key,
+                                     "` (see `kdhost describe config`)"));
+      }
+    }
+  }
+  if (for_training && !root_.Sub("train").Has("optimizer")) {
+    root_.Sub("train").Fail("optimizer",
+                            "a training stage needs an optimizer, e.g. "
+                            "optimizer = { type = \"core::AdamW\", lr = 0.001 }");
+  }
+  BuildContext ctx = BuildContext(registry_, device_).WithStageAccess(stages_);
   const Options data = root_.Sub("data");
   if (for_training) train_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
   if (data.Has("val")) val_set_ = ctx.Build<Dataset>(Kind::kDataset, data.Sub("val"));
@@ -355,6 +370,31 @@ void Trainer::BuildOptimizer() {
   optimizer_ = Guarded("optimizer", [&] { return optimizer_factory_->Create(params); });
 }
 
+// Loads train.init_checkpoint into the fresh model (names and shapes that match) and restarts the
+// EMA from it. Returns a line saying what was loaded, or "" without an init_checkpoint.
+std::string Trainer::Initialise() {
+  const Options train = root_.Sub("train");
+  const std::string path = train.String("init_checkpoint");
+  if (path.empty()) return "";
+  auto data = LoadModelExport(path);
+  if (!data.ok()) train.Fail("init_checkpoint", std::string(data.status().message()));
+  LoadReport report =
+      ValueOrThrow(LoadModuleState(*model_, data->state, LoadMode::kInitialise, path));
+  if (report.loaded == 0) {
+    train.Fail("init_checkpoint",
+               absl::StrCat(path, " matched no tensor of the model (", report.Summary(),
+                            "); export it for this architecture (tools/export_torchvision.py)"));
+  }
+  if (!ema_.empty()) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> current = ModelTensors();
+    for (size_t i = 0; i < ema_.size(); ++i) ema_[i].copy_(current[i]);
+  }
+  const std::string summary = report.Summary();
+  return absl::StrCat("initialised ", report.loaded, " tensors from ", path,
+                      summary.empty() ? "" : "; " + summary);
+}
+
 std::vector<torch::Tensor> Trainer::ModelTensors() const {
   std::vector<torch::Tensor> out;
   for (const auto& item : model_->named_parameters()) out.push_back(item.value());
@@ -445,8 +485,9 @@ void Trainer::Restore(const TrainState& s) {
         ": saved with a different config than this stage's; delete the stage directory "
         "or run with --fresh")));
   }
-  ThrowIfError(LoadModuleState(*model_, s.model, true, source).status());
-  if (distiller_) ThrowIfError(LoadModuleState(*distiller_, s.distiller, true, source).status());
+  ThrowIfError(LoadModuleState(*model_, s.model, LoadMode::kStrict, source).status());
+  if (distiller_)
+    ThrowIfError(LoadModuleState(*distiller_, s.distiller, LoadMode::kStrict, source).status());
   if (!ema_.empty()) {
     std::vector<std::string> names;
     for (const auto& item : model_->named_parameters()) names.push_back(item.key());
@@ -506,10 +547,15 @@ std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
     }
   }
   for (size_t i = 0; i < metrics_.size(); ++i) {
+    bool first = true;
     for (MetricValue v :
          Guarded("metric " + metric_names_[i], [&] { return metrics_[i]->Compute(); })) {
       higher_is_better_[v.name] = metrics_[i]->HigherIsBetter();
       v.name = prefix + v.name;
+      if (first && std::find(headline_.begin(), headline_.end(), v.name) == headline_.end()) {
+        headline_.push_back(v.name);
+      }
+      first = false;
       out.push_back(v);
     }
   }
@@ -616,8 +662,12 @@ void Trainer::MaybeEvaluateAndExport(bool final_eval) {
   }
   log_->Write(record);
   tb_->Flush();
-  progress_->Line(
-      absl::StrFormat("[%s] step %d: %s", stage_.name, step_, FormatMetrics(last_metrics_)));
+  std::vector<MetricValue> shown;
+  for (const MetricValue& m : last_metrics_) {
+    if (std::find(headline_.begin(), headline_.end(), m.name) != headline_.end())
+      shown.push_back(m);
+  }
+  progress_->Line(absl::StrFormat("[%s] step %d: %s", stage_.name, step_, FormatMetrics(shown)));
   UpdateBest(last_metrics_);
 }
 
@@ -626,9 +676,10 @@ TrainOutcome Trainer::Run() {
   const bool bench = options_.bench_steps > 0;
   const fs::path state_path = stage_.dir / "state" / "train_state.pt";
   std::error_code ec;
-  if (!bench && !options_.fresh && fs::exists(state_path, ec)) {
-    Restore(ValueOrThrow(LoadTrainState(state_path)));
-  }
+  const bool restored = !bench && !options_.fresh && fs::exists(state_path, ec);
+  if (restored) Restore(ValueOrThrow(LoadTrainState(state_path)));
+  std::string initialised;
+  if (!restored) initialised = Initialise();
   progress_ = std::make_unique<Progress>(stage_.name, bench ? options_.bench_steps : total_steps_,
                                          options_.progress);
   if (!bench) {
@@ -638,6 +689,7 @@ TrainOutcome Trainer::Run() {
       progress_->Line(absl::StrFormat("[%s] resuming at step %d/%d from %s", stage_.name, step_,
                                       total_steps_, state_path.string()));
     }
+    if (!initialised.empty()) progress_->Line(absl::StrCat("[", stage_.name, "] ", initialised));
   }
   started_ = Clock::now();
   model_->train();
@@ -853,6 +905,10 @@ TrainOutcome Trainer::Run() {
   SaveState();
   outcome.completed = true;
   outcome.metrics = last_metrics_;
+  outcome.headline = headline_;
+  // Raw values first, their EMA twins after.
+  std::stable_partition(outcome.headline.begin(), outcome.headline.end(),
+                        [](const std::string& name) { return name.rfind("ema/", 0) != 0; });
   outcome.seconds = previous_seconds_ + Seconds(started_);
   return outcome;
 }
@@ -861,7 +917,8 @@ std::vector<MetricValue> Trainer::EvaluateFile(const fs::path& path) {
   Setup(false);
   if (!val_loader_) root_.Sub("data").Fail("", "no `val` dataset to evaluate on");
   ModelExport data = ValueOrThrow(LoadModelExport(path));
-  LoadReport report = ValueOrThrow(LoadModuleState(*model_, data.state, true, path.string()));
+  LoadReport report =
+      ValueOrThrow(LoadModuleState(*model_, data.state, LoadMode::kStrict, path.string()));
   (void)report;
   started_ = Clock::now();
   return Evaluate("");
@@ -882,20 +939,20 @@ auto CatchAll(const std::string& stage, F&& f) -> absl::StatusOr<decltype(f())> 
 
 }  // namespace
 
-absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const TeacherProvider* teachers,
+absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAccess* stages,
                                         const StageRun& stage, const TrainOptions& options) {
-  return CatchAll(stage.name, [&] { return Trainer(registry, teachers, stage, options).Run(); });
+  return CatchAll(stage.name, [&] { return Trainer(registry, stages, stage, options).Run(); });
 }
 
 absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,
-                                                        const TeacherProvider* teachers,
+                                                        const StageAccess* stages,
                                                         const StageRun& stage,
                                                         const fs::path& export_path,
                                                         bool progress) {
   TrainOptions options;
   options.progress = progress;
   return CatchAll(stage.name, [&] {
-    return Trainer(registry, teachers, stage, options).EvaluateFile(export_path);
+    return Trainer(registry, stages, stage, options).EvaluateFile(export_path);
   });
 }
 

@@ -37,15 +37,18 @@ struct TrainOutcome {
   int64_t steps = 0;
   double seconds = 0;
   std::vector<MetricValue> metrics;  // of the final evaluation
-  std::string bench_report;          // with bench_steps
+  // The values a summary shows: the first value of each metric, and its EMA twin when both the
+  // raw and the EMA weights are evaluated.
+  std::vector<std::string> headline;
+  std::string bench_report;  // with bench_steps
 };
 
-absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const TeacherProvider* teachers,
+absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAccess* stages,
                                         const StageRun& stage, const TrainOptions& options);
 
 // Evaluates a model export on the stage's `data.val`.
 absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,
-                                                        const TeacherProvider* teachers,
+                                                        const StageAccess* stages,
                                                         const StageRun& stage,
                                                         const std::filesystem::path& export_path,
                                                         bool progress);

@@ -142,6 +142,21 @@ absl::Status CheckOption(CNode& node, const OptionSpec& spec, const Registry& re
         return Invalid(node, key_path, absl::StrCat("expected a table, got ", Describe(node)));
       }
       return ValidateTable(node, *spec.table, registry, key_path, key_path);
+    case OptionType::kTableList: {
+      if (!node.is_array()) {
+        return Invalid(node, key_path,
+                       absl::StrCat("expected a list of tables, got ", Describe(node)));
+      }
+      int i = 0;
+      for (CNode& item : node.array()) {
+        const std::string item_path = absl::StrCat(key_path, "[", i++, "]");
+        if (!item.is_table()) {
+          return Invalid(item, item_path, absl::StrCat("expected a table, got ", Describe(item)));
+        }
+        KD_RETURN_IF_ERROR(ValidateTable(item, *spec.table, registry, item_path, key_path));
+      }
+      return absl::OkStatus();
+    }
     case OptionType::kAnyTable:
       if (!node.is_table()) {
         return Invalid(node, key_path, absl::StrCat("expected a table, got ", Describe(node)));
@@ -189,7 +204,7 @@ absl::Status ValidateOptions(CNode& table, const Schema& schema, const Registry&
         CNode& inserted =
             table.table().emplace(spec.name, CNode(CTable{}, table.loc())).first->second;
         KD_RETURN_IF_ERROR(ValidateTable(inserted, *spec.table, registry, path, path));
-      } else if (spec.type == OptionType::kComponentList) {
+      } else if (spec.type == OptionType::kComponentList || spec.type == OptionType::kTableList) {
         table.table().emplace(spec.name, CNode(CArray{}));
       }
       continue;

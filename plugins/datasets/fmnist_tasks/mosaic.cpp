@@ -155,19 +155,4 @@ torch::Tensor MosaicComposer::Render(const Composition& composition) const {
       .squeeze(0);
 }
 
-std::vector<std::shared_ptr<kd::Transform>> BuildTransforms(const kd::Options& options,
-                                                            const kd::BuildContext& ctx) {
-  std::vector<std::shared_ptr<kd::Transform>> transforms;
-  for (const kd::Options& sub : options.SubList("transforms")) {
-    transforms.push_back(ctx.Build<kd::Transform>(kd::Kind::kTransform, sub));
-  }
-  return transforms;
-}
-
-kd::TensorDict ApplyTransforms(const std::vector<std::shared_ptr<kd::Transform>>& transforms,
-                               kd::TensorDict sample, kd::Rng& rng) {
-  for (const auto& transform : transforms) sample = transform->Apply(std::move(sample), rng);
-  return sample;
-}
-
 }  // namespace fmnist_tasks

@@ -82,14 +82,7 @@ class MosaicComposer {
   std::vector<std::vector<int64_t>> images_by_class_;
 };
 
-// The `transforms` list of a mosaic task, built through the registry.
-std::vector<std::shared_ptr<kd::Transform>> BuildTransforms(const kd::Options& options,
-                                                            const kd::BuildContext& ctx);
-kd::TensorDict ApplyTransforms(const std::vector<std::shared_ptr<kd::Transform>>& transforms,
-                               kd::TensorDict sample, kd::Rng& rng);
-
 // Registration of this plugin's components, one function per source file.
 void RegisterMultiLabelMosaic(kd::Registrar& registrar);
-void RegisterTransforms(kd::Registrar& registrar);
 
 }  // namespace fmnist_tasks

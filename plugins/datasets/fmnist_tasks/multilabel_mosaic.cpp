@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kd/error.h"
+#include "kd/transform_list.h"
 #include "mosaic.h"
 
 namespace fmnist_tasks {
@@ -13,7 +14,7 @@ namespace {
 class MultiLabelMosaic : public kd::Dataset {
  public:
   MultiLabelMosaic(const kd::Options& options, const kd::BuildContext& ctx)
-      : composer_(options), transforms_(BuildTransforms(options, ctx)) {}
+      : composer_(options), transforms_(options, ctx) {}
 
   int64_t Size() const override { return composer_.options().num_samples; }
 
@@ -27,14 +28,14 @@ class MultiLabelMosaic : public kd::Dataset {
     float* hot = labels.data_ptr<float>();
     for (const PlacedItem& item : composition.items) hot[item.label] = 1.0f;
     kd::TensorDict sample{{"image", composer_.Render(composition)}, {"labels", labels}};
-    return ApplyTransforms(transforms_, std::move(sample), rng);
+    return transforms_.Apply(std::move(sample), rng);
   }
 
   kd::DatasetInfo Info() const override { return {"multilabel", ClassNames()}; }
 
  private:
   MosaicComposer composer_;
-  std::vector<std::shared_ptr<kd::Transform>> transforms_;
+  kd::TransformList transforms_;
 };
 
 }  // namespace

@@ -5,10 +5,7 @@
 
 namespace fmnist_tasks {
 
-void Register(kd::Registrar& registrar) {
-  RegisterMultiLabelMosaic(registrar);
-  RegisterTransforms(registrar);
-}
+void Register(kd::Registrar& registrar) { RegisterMultiLabelMosaic(registrar); }
 
 }  // namespace fmnist_tasks
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
+#include "input_checks.h"
 #include "kd/error.h"
 #include "kd/loss.h"
 #include "kd/registry.h"
@@ -27,10 +28,6 @@ BceOptions ReadOptions(const kd::Options& options) {
   return o;
 }
 
-std::string ShapeString(const torch::Tensor& t) {
-  return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
-}
-
 class Bce : public kd::Loss {
  public:
   explicit Bce(const BceOptions& o) : o_(o) {}
@@ -38,17 +35,17 @@ class Bce : public kd::Loss {
   kd::TensorDict Forward(const kd::TensorDict& outputs, const kd::TensorDict& batch) override {
     const torch::Tensor& logits = outputs.at("logits");
     const torch::Tensor& labels = batch.at("labels");
-    if (logits.sizes() != labels.sizes()) {
-      throw kd::Error(absl::InvalidArgumentError(
-          absl::StrCat("mlic_heads::BCE: model output 'logits' has shape ", ShapeString(logits),
-                       " but batch 'labels' has shape ", ShapeString(labels),
-                       "; the head's num_classes must equal the dataset's number of labels")));
-    }
+    CheckLossInputs("mlic_heads::BCE", logits, labels);
     // In at least float32: summing B*K terms in bf16/fp16 (AMP logits) loses precision.
     const auto dtype = torch::promote_types(logits.scalar_type(), torch::kFloat);
-    const torch::Tensor loss = torch::binary_cross_entropy_with_logits(
-        logits.to(dtype), labels.to(dtype), /*weight=*/{}, /*pos_weight=*/{},
-        o_.sum ? at::Reduction::Sum : at::Reduction::Mean);
+    // Labels of -1 (ignored, e.g. VOC "difficult") contribute nothing; "mean" averages over the
+    // labelled entries.
+    const torch::Tensor valid = (labels >= 0).to(dtype);
+    const torch::Tensor elements = torch::binary_cross_entropy_with_logits(
+                                       logits.to(dtype), labels.to(dtype).clamp_min(0),
+                                       /*weight=*/{}, /*pos_weight=*/{}, at::Reduction::None) *
+                                   valid;
+    const torch::Tensor loss = o_.sum ? elements.sum() : elements.sum() / valid.sum().clamp_min(1);
     return {{"loss.bce", o_.weight * loss}};
   }
 

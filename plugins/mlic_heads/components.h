@@ -9,7 +9,10 @@ class Registrar;
 namespace mlic_heads {
 
 void RegisterGapLinear(kd::Registrar& registrar);
+void RegisterLabelTransformer(kd::Registrar& registrar);
 void RegisterBce(kd::Registrar& registrar);
+void RegisterAsl(kd::Registrar& registrar);
 void RegisterMeanAveragePrecision(kd::Registrar& registrar);
+void RegisterMultiLabelF1(kd::Registrar& registrar);
 
 }  // namespace mlic_heads

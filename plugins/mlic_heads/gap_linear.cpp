@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
+#include "head_inputs.h"
 #include "kd/model.h"
 #include "kd/registry.h"
 
@@ -26,24 +27,11 @@ struct GapLinearOptions {
 // Resolves the input feature against the backbone the head is built on (the BuildContext's).
 GapLinearOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx) {
   GapLinearOptions o;
-  o.num_classes = options.Int("num_classes");
+  o.num_classes = ResolveNumClasses(options, ctx);
   o.dropout = options.Float("dropout");
-  const kd::Backbone* backbone = ctx.backbone();
-  if (backbone == nullptr) {
-    options.Fail("",
-                 "GapLinear reads its input channels from a backbone: use it as the `head` of "
-                 "a model with a backbone, e.g. core::BackboneHead");
-  }
-  const std::vector<std::string> names = backbone->FeatureNames();
-  if (names.empty()) options.Fail("", "the backbone has no features for GapLinear to read");
-  o.in_feature = options.String("in_feature");
-  if (o.in_feature.empty()) {
-    o.in_feature = names.back();
-  } else if (std::find(names.begin(), names.end(), o.in_feature) == names.end()) {
-    options.Fail("in_feature", absl::StrCat("the backbone has no feature '", o.in_feature,
-                                            "'; it has ", absl::StrJoin(names, ", ")));
-  }
-  o.in_channels = backbone->FeatureChannels(o.in_feature);
+  const HeadInput input = ResolveHeadInput(options, ctx, "GapLinear");
+  o.in_feature = input.feature;
+  o.in_channels = input.channels;
   return o;
 }
 
@@ -73,8 +61,9 @@ void RegisterGapLinear(kd::Registrar& registrar) {
                 "global average pool of one backbone feature -> dropout -> linear `fc`; outputs "
                 "logits [B,K]",
                 kd::Schema()
-                    .Required("num_classes", kd::OptionType::kInt, "number of labels K")
-                    .Min(1)
+                    .Int("num_classes", 0,
+                         "number of labels K; 0: the number of class names of the training data")
+                    .Min(0)
                     .String("in_feature", "",
                             "backbone feature to pool, e.g. feat.layer4; empty: the deepest")
                     .Float("dropout", 0.0, "dropout probability before the linear layer")

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
+#include "input_checks.h"
 #include "kd/error.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
@@ -21,24 +22,24 @@
 namespace mlic_heads {
 namespace {
 
-std::string ShapeString(const torch::Tensor& t) {
-  return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
-}
-
 // Non-interpolated average precision of one class over n images: rank the images by score,
 // descending (ties keep their order of arrival), and average the precision at the rank of each
 // positive: AP = (1 / P) * sum over positives at rank r of (positives in the top r) / r, the
 // formula of the ML-GCN and ASL evaluation code. nullopt when the class has no positive (AP is
-// undefined). `order` is scratch space of size n.
+// undefined). Images whose label is negative (-1: ignored) take no rank, as the ML-GCN AP meter
+// skips difficult examples. `order` is scratch space of size n.
 std::optional<double> AveragePrecision(const double* scores, const double* labels, int64_t n,
                                        std::vector<int64_t>& order) {
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
-  int64_t positives = 0;
+  int64_t positives = 0, rank = 0;
   double precision_sum = 0;
-  for (int64_t rank = 1; rank <= n; ++rank) {
-    if (labels[order[rank - 1]] > 0.5) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double label = labels[order[i]];
+    if (label < 0) continue;  // ignored (e.g. VOC "difficult"): not ranked at all
+    ++rank;
+    if (label > 0.5) {
       ++positives;
       precision_sum += static_cast<double>(positives) / static_cast<double>(rank);
     }
@@ -57,17 +58,8 @@ class MeanAveragePrecision : public kd::Metric {
   void Update(const kd::TensorDict& outputs, const kd::TensorDict& batch) override {
     const torch::Tensor& logits = outputs.at("logits");
     const torch::Tensor& labels = batch.at("labels");
-    if (logits.dim() != 2 || logits.sizes() != labels.sizes()) {
-      throw kd::Error(absl::InvalidArgumentError(absl::StrCat(
-          "mlic_heads::mAP: expects model output 'logits' and batch 'labels' of the same shape "
-          "[B, K]; got ",
-          ShapeString(logits), " and ", ShapeString(labels))));
-    }
-    if (!scores_.empty() && scores_.front().size(1) != logits.size(1)) {
-      throw kd::Error(absl::InvalidArgumentError(
-          absl::StrCat("mlic_heads::mAP: this batch has ", logits.size(1),
-                       " classes but earlier batches of the pass had ", scores_.front().size(1))));
-    }
+    CheckMetricInputs("mlic_heads::mAP", logits, labels,
+                      scores_.empty() ? -1 : scores_.front().size(1));
     // The sigmoid is taken in float64 so that confident logits do not saturate to 1.0f and tie.
     scores_.push_back(torch::sigmoid(logits.detach().to(torch::kCPU, torch::kDouble)));
     labels_.push_back(labels.detach().to(torch::kCPU, torch::kDouble));

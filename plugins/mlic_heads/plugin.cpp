@@ -10,12 +10,17 @@ namespace {
 
 void RegisterComponents(kd::Registrar& registrar) {
   RegisterGapLinear(registrar);
+  RegisterLabelTransformer(registrar);
   RegisterBce(registrar);
+  RegisterAsl(registrar);
   RegisterMeanAveragePrecision(registrar);
+  RegisterMultiLabelF1(registrar);
 }
 
 }  // namespace
 }  // namespace mlic_heads
 
-KD_PLUGIN("0.1.0", "multi-label classification: GAP+linear head, BCE loss, mAP metric",
+KD_PLUGIN("0.1.0",
+          "multi-label classification: GAP+linear and label-transformer heads, BCE and ASL "
+          "losses, mAP and CP/CR/CF1/OP/OR/OF1 metrics",
           mlic_heads::RegisterComponents);

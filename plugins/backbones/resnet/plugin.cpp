@@ -1,5 +1,5 @@
-// Entry point of the resnet plugin: ResNet backbones with torchvision's parameter names, and a
-// small CNN for CPU-sized images.
+// Entry point of the resnet plugin: ResNet, ResNeXt and Wide ResNet backbones with torchvision's
+// parameter names, and a small CNN for CPU-sized images.
 #include "kd/plugin.h"
 
 #include "components.h"
@@ -15,5 +15,7 @@ void RegisterComponents(kd::Registrar& registrar) {
 }  // namespace
 }  // namespace resnet
 
-KD_PLUGIN("0.1.0", "ResNet-18..152 backbones (torchvision names, dilated variants) and a small CNN",
+KD_PLUGIN("0.1.0",
+          "ResNet-18..152, ResNeXt and Wide ResNet backbones (torchvision names, dilated "
+          "variants) and a small CNN",
           resnet::RegisterComponents);

@@ -1,6 +1,7 @@
-// resnet::ResNet: torchvision's ResNet-18/34/50/101/152 without the classifier, returning the
-// outputs of layer1..layer4 as features. Submodules carry torchvision's names (conv1, bn1,
-// layer1.0.conv1, layer1.0.downsample.0, ...) so that torchvision state dicts load by name.
+// resnet::ResNet: torchvision's ResNet-18/34/50/101/152, ResNeXt and Wide ResNet without the
+// classifier, returning the outputs of layer1..layer4 as features. Submodules carry torchvision's
+// names (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, ...) so that torchvision state dicts
+// load by name.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -21,23 +22,33 @@ namespace resnet {
 namespace {
 
 torch::nn::Conv2d Conv(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride,
-                       int64_t dilation = 1) {
+                       int64_t dilation = 1, int64_t groups = 1) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels, out_channels, kernel)
                                .stride(stride)
                                .padding(dilation * (kernel / 2))
                                .dilation(dilation)
+                               .groups(groups)
                                .bias(false));
 }
 
+// The cardinality and width of the bottleneck's grouped 3x3 convolution (torchvision's `groups`
+// and `width_per_group`): 1 and 64 for ResNet, 32 and 4 for ResNeXt-50 (32x4d), 1 and 128 for
+// Wide ResNet-50-2.
+struct BlockShape {
+  int64_t groups = 1;
+  int64_t width_per_group = 64;
+};
+
 // torchvision's BasicBlock (ResNet-18/34): two 3x3 convolutions, the first one strided.
 // torchvision refuses dilation here; we dilate both convolutions (as mmsegmentation does) so that
-// ResNet-18/34 also have output-stride 8/16 variants. Parameter names are unaffected.
+// ResNet-18/34 also have output-stride 8/16 variants. Parameter names are unaffected. Its shape is
+// always 1 x 64: ReadOptions refuses others, as torchvision does.
 class BasicBlockImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
 
   BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
-                 torch::nn::Sequential downsample)
+                 const BlockShape& /*shape*/, torch::nn::Sequential downsample)
       : conv1_(register_module("conv1", Conv(in_channels, planes, 3, stride, dilation))),
         bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
         conv2_(register_module("conv2", Conv(planes, planes, 3, 1, dilation))),
@@ -63,19 +74,25 @@ class BasicBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
-// torchvision's Bottleneck (ResNet-50+, "ResNet v1.5"): 1x1 reduce, strided and dilated 3x3,
-// 1x1 expand by 4.
+// torchvision's Bottleneck (ResNet-50+, "ResNet v1.5"): 1x1 reduce to `width`, strided, dilated and
+// grouped 3x3, 1x1 expand to planes * 4. torchvision's width is
+// int(planes * width_per_group / 64) * groups, which is `planes` for plain ResNets.
 class BottleneckImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 4;
 
+  static int64_t Width(int64_t planes, const BlockShape& shape) {
+    return planes * shape.width_per_group / 64 * shape.groups;
+  }
+
   BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
-                 torch::nn::Sequential downsample)
-      : conv1_(register_module("conv1", Conv(in_channels, planes, 1, 1))),
-        bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
-        conv2_(register_module("conv2", Conv(planes, planes, 3, stride, dilation))),
-        bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))),
-        conv3_(register_module("conv3", Conv(planes, planes * kExpansion, 1, 1))),
+                 const BlockShape& shape, torch::nn::Sequential downsample)
+      : conv1_(register_module("conv1", Conv(in_channels, Width(planes, shape), 1, 1))),
+        bn1_(register_module("bn1", torch::nn::BatchNorm2d(Width(planes, shape)))),
+        conv2_(register_module("conv2", Conv(Width(planes, shape), Width(planes, shape), 3, stride,
+                                             dilation, shape.groups))),
+        bn2_(register_module("bn2", torch::nn::BatchNorm2d(Width(planes, shape)))),
+        conv3_(register_module("conv3", Conv(Width(planes, shape), planes * kExpansion, 1, 1))),
         bn3_(register_module("bn3", torch::nn::BatchNorm2d(planes * kExpansion))) {
     if (downsample) downsample_ = register_module("downsample", downsample);
   }
@@ -114,6 +131,7 @@ constexpr std::array<Architecture, 5> kArchitectures = {{{18, false, {2, 2, 2, 2
 
 struct ResNetOptions {
   Architecture architecture{};
+  BlockShape shape;
   int64_t in_channels = 3;
   bool small_stem = false;
   int64_t output_stride = 32;
@@ -133,6 +151,16 @@ ResNetOptions ReadOptions(const kd::Options& options) {
                                                      })));
   }
   o.architecture = *found;
+  o.shape.groups = options.Int("groups");
+  o.shape.width_per_group = options.Int("width_per_group");
+  if (!o.architecture.bottleneck && (o.shape.groups != 1 || o.shape.width_per_group != 64)) {
+    // As torchvision's BasicBlock: it has no grouped convolution to widen.
+    options.Fail(o.shape.groups != 1 ? "groups" : "width_per_group",
+                 absl::StrCat("ResNet-", depth,
+                              " uses basic blocks, which only support groups = 1 and "
+                              "width_per_group = 64; ResNeXt and Wide ResNet need depth 50, 101 "
+                              "or 152"));
+  }
   o.in_channels = options.Int("in_channels");
   o.small_stem = options.String("stem") == "small";
   o.output_stride = options.Int("output_stride");
@@ -222,8 +250,9 @@ class ResNet : public kd::Backbone {
       }
       torch::nn::Sequential layer;
       for (int64_t i = 0; i < blocks[stage]; ++i) {
-        Block block = i == 0 ? Block(in_channels, planes, stride, previous_dilation, downsample)
-                             : Block(out_channels, planes, 1, dilation, nullptr);
+        Block block =
+            i == 0 ? Block(in_channels, planes, stride, previous_dilation, o.shape, downsample)
+                   : Block(out_channels, planes, 1, dilation, o.shape, nullptr);
         residual_bns.push_back(block->last_bn());
         layer->push_back(block);
       }
@@ -247,9 +276,19 @@ class ResNet : public kd::Backbone {
 void RegisterResNet(kd::Registrar& registrar) {
   registrar.Add(
       kd::Kind::kBackbone, "ResNet",
-      "torchvision ResNet-18..152 without fc (same parameter names); features feat.layer1..4",
+      "torchvision ResNet-18..152, ResNeXt and Wide ResNet without fc (same parameter names); "
+      "features feat.layer1..4",
       kd::Schema()
           .Int("depth", 18, "18 or 34 (BasicBlock), 50, 101 or 152 (Bottleneck)")
+          .Int("groups", 1,
+               "groups of each bottleneck's 3x3 convolution (torchvision's groups): 32 for "
+               "ResNeXt-50 (32x4d)")
+          .Min(1)
+          .Int("width_per_group", 64,
+               "channels per group of the bottleneck's 3x3 convolution at 64 planes "
+               "(torchvision's width_per_group): 4 for ResNeXt-50 (32x4d), 128 for Wide "
+               "ResNet-50-2")
+          .Min(1)
           .Int("in_channels", 3, "channels of the input image")
           .Min(1)
           .Enum("stem", {"imagenet", "small"}, "imagenet",

@@ -199,3 +199,24 @@ TEST_CASE("GapLinear outside a model with a backbone says where it belongs") {
 num_classes = 3)"),
                       Catch::Contains("BackboneHead"));
 }
+
+TEST_CASE("mAP skips entries labelled -1, as the ML-GCN meter skips difficult images") {
+  // One class, logits 3, 2, 1, 0 and labels 1, -1, 1, 0. img1 is ignored, so the ranking is
+  // img0 (+), img2 (+), img3: precision 1/1 and 2/2, AP = 1 (counting img1 as a negative at
+  // rank 2 would give (1 + 2/3) / 2).
+  auto metric = MakeMap();
+  Update(*metric, Rows({{3}, {2}, {1}, {0}}), Rows({{1}, {-1}, {1}, {0}}));
+  CHECK(MapOf(*metric) == Approx(100.0));
+}
+
+TEST_CASE("BCE leaves entries labelled -1 out of the sum and of the mean") {
+  // logits [0, 0], labels [1, -1]: only the first counts, -ln sigmoid(0) = ln 2.
+  for (const char* reduction : {"sum", "mean"}) {
+    auto loss = kd::test::Make<kd::Loss>(
+        kd::Kind::kLoss,
+        std::string("type = \"mlic_heads::BCE\"\nreduction = \"") + reduction + "\"");
+    const kd::TensorDict terms =
+        loss->Forward({{"logits", torch::zeros({1, 2})}}, {{"labels", Rows({{1, -1}})}});
+    CHECK(terms.at("loss.bce").item<double>() == Approx(std::log(2.0)));
+  }
+}

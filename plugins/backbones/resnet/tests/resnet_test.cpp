@@ -1,5 +1,6 @@
-// Tests of the resnet plugin: torchvision's parameter names, shapes and counts, feature shapes for
-// every stem and output stride, initialisation, option errors, and SmallCNN.
+// Tests of the resnet plugin: torchvision's parameter names, shapes and counts (ResNet, ResNeXt,
+// Wide ResNet), feature shapes for every stem and output stride, initialisation, option errors, and
+// SmallCNN.
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
@@ -134,6 +135,60 @@ depth = 152)");
   CHECK(HasStateWithPrefix(*r152, "layer2.7.conv3"));
   CHECK(HasStateWithPrefix(*r152, "layer3.35.conv3"));
   CHECK_FALSE(HasStateWithPrefix(*r152, "layer3.36."));
+}
+
+TEST_CASE("ResNeXt-50 (32x4d) has torchvision's parameters without fc: 22,979,904 in 318 entries") {
+  auto net = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 50
+groups = 32
+width_per_group = 4)");
+  CHECK(CountParameters(*net) == 22979904);
+  CHECK(CountStateEntries(*net) == 318);
+  // Bottleneck width = int(planes * 4 / 64) * 32: 128 in layer1 (planes 64) ... 1024 in layer4;
+  // the grouped 3x3 convolution sees width / 32 input channels per group.
+  CHECK(StateShape(*net, "layer1.0.conv1.weight") == std::vector<int64_t>{128, 64, 1, 1});
+  CHECK(StateShape(*net, "layer1.0.conv2.weight") == std::vector<int64_t>{128, 4, 3, 3});
+  CHECK(StateShape(*net, "layer1.0.bn2.running_mean") == std::vector<int64_t>{128});
+  CHECK(StateShape(*net, "layer1.0.conv3.weight") == std::vector<int64_t>{256, 128, 1, 1});
+  CHECK(StateShape(*net, "layer1.0.downsample.0.weight") == std::vector<int64_t>{256, 64, 1, 1});
+  CHECK(StateShape(*net, "layer3.5.conv2.weight") == std::vector<int64_t>{512, 16, 3, 3});
+  CHECK(StateShape(*net, "layer4.2.conv2.weight") == std::vector<int64_t>{1024, 32, 3, 3});
+  CHECK(StateShape(*net, "layer4.2.conv3.weight") == std::vector<int64_t>{2048, 1024, 1, 1});
+  // The outputs of each stage keep ResNet-50's channels.
+  CHECK(net->FeatureChannels("feat.layer4") == 2048);
+  auto conv2 = net->named_modules()["layer2.0.conv2"]->as<torch::nn::Conv2d>();
+  REQUIRE(conv2 != nullptr);
+  CHECK(conv2->options.groups() == 32);
+  CHECK(FeatureShapes(*net, torch::randn({1, 3, 64, 64})) ==
+        Shapes{{1, 256, 16, 16}, {1, 512, 8, 8}, {1, 1024, 4, 4}, {1, 2048, 2, 2}});
+}
+
+TEST_CASE("Wide ResNet-50-2 and ResNeXt-101 (32x8d) have torchvision's parameter counts") {
+  auto wide = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 50
+width_per_group = 128)");
+  // torchvision wide_resnet50_2: 68,883,240 with fc.
+  CHECK(CountParameters(*wide) == 68883240 - 2049000);
+  CHECK(StateShape(*wide, "layer4.2.conv2.weight") == std::vector<int64_t>{1024, 1024, 3, 3});
+  auto x101 = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 101
+groups = 32
+width_per_group = 8)");
+  // torchvision resnext101_32x8d: 88,791,336 with fc.
+  CHECK(CountParameters(*x101) == 88791336 - 2049000);
+  CHECK(StateShape(*x101, "layer1.0.conv2.weight") == std::vector<int64_t>{256, 8, 3, 3});
+}
+
+TEST_CASE("ResNet-18 and ResNet-34 refuse groups and width_per_group like torchvision") {
+  REQUIRE_THROWS_WITH(MakeBackbone(R"(type = "resnet::ResNet"
+depth = 18
+groups = 32)"),
+                      Catch::Contains("groups") && Catch::Contains("basic blocks") &&
+                          Catch::Contains("depth 50, 101 or 152"));
+  REQUIRE_THROWS_WITH(MakeBackbone(R"(type = "resnet::ResNet"
+depth = 34
+width_per_group = 128)"),
+                      Catch::Contains("width_per_group") && Catch::Contains("basic blocks"));
 }
 
 TEST_CASE("ResNet-18 features at 224 px are [B,64,56,56] ... [B,512,7,7]") {

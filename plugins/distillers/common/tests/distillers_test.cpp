@@ -231,7 +231,7 @@ class LinearTeacher : public kd::Model {
 };
 
 // Hands out one fixed teacher whatever the teacher table says.
-class FixedTeachers : public kd::TeacherProvider {
+class FixedTeachers : public kd::StageAccess {
  public:
   explicit FixedTeachers(std::shared_ptr<kd::Model> teacher) : teacher_(std::move(teacher)) {}
   std::shared_ptr<kd::Model> LoadTeacher(const kd::Options&,
@@ -245,13 +245,13 @@ class FixedTeachers : public kd::TeacherProvider {
 
 // Builds a distiller from its TOML table as a training stage would, with `teachers`.
 std::shared_ptr<kd::Distiller> MakeDistiller(const std::string& toml,
-                                             const kd::TeacherProvider& teachers) {
+                                             const kd::StageAccess& teachers) {
   kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(toml, "<test>"));
   kd::ThrowIfError(kd::host::ValidateComponent(table, kd::Kind::kDistiller,
                                                kd::test::SharedHost().registry(), "distiller"));
   const kd::Options options = kd::host::MakeOptions(std::move(table), "distiller");
-  const kd::BuildContext ctx = kd::BuildContext(kd::test::SharedHost().registry(), torch::kCPU)
-                                   .WithTeacherProvider(&teachers);
+  const kd::BuildContext ctx =
+      kd::BuildContext(kd::test::SharedHost().registry(), torch::kCPU).WithStageAccess(&teachers);
   return ctx.Build<kd::Distiller>(kd::Kind::kDistiller, options);
 }
 

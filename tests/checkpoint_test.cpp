@@ -50,7 +50,8 @@ TEST_CASE("a model export round-trips weights, buffers, model config and metrics
   REQUIRE(loaded->step == 42);
   torch::manual_seed(2);
   Net target(4, 3);
-  auto report = kd::host::LoadModuleState(target, loaded->state, true, path.string());
+  auto report =
+      kd::host::LoadModuleState(target, loaded->state, kd::host::LoadMode::kStrict, path.string());
   REQUIRE(report.ok());
   REQUIRE(report->Summary().empty());
   REQUIRE(torch::equal(target.fc->weight, source.fc->weight));
@@ -62,15 +63,16 @@ TEST_CASE("loading weights reports missing and unexpected keys, and refuses othe
   kd::host::StateDict state = kd::host::ModuleState(net);
   state.erase("fc.bias");
   state.emplace("extra.weight", torch::zeros({1}));
-  auto lenient = kd::host::LoadModuleState(net, state, false, "f.pt");
+  auto lenient = kd::host::LoadModuleState(net, state, kd::host::LoadMode::kLenient, "f.pt");
   REQUIRE(lenient.ok());
   REQUIRE(lenient->missing == std::vector<std::string>{"fc.bias"});
   REQUIRE(lenient->unexpected == std::vector<std::string>{"extra.weight"});
-  auto strict = kd::host::LoadModuleState(net, state, true, "f.pt");
+  auto strict = kd::host::LoadModuleState(net, state, kd::host::LoadMode::kStrict, "f.pt");
   REQUIRE_THAT(std::string(strict.status().message()),
                Contains("missing keys: fc.bias; unexpected keys: extra.weight"));
   Net wider(4, 5);
-  auto shapes = kd::host::LoadModuleState(wider, kd::host::ModuleState(net), true, "f.pt");
+  auto shapes = kd::host::LoadModuleState(wider, kd::host::ModuleState(net),
+                                          kd::host::LoadMode::kStrict, "f.pt");
   REQUIRE_THAT(std::string(shapes.status().message()),
                Contains("'bn.bias' has shape [3] in the file but [5] in the model"));
 }

@@ -188,3 +188,52 @@ TEST_CASE("a run stopped with --stop-after resumes where it stopped") {
   REQUIRE_THAT(resumed.output, Contains("[student] resuming at step 3/8"));
   REQUIRE(std::regex_search(resumed.output, std::regex("\\nstudent +trained +8 ")));
 }
+
+TEST_CASE("every shipped config resolves and validates") {
+  int checked = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(kd::test::SourceDir() / "configs")) {
+    if (entry.path().extension() != ".toml") continue;
+    if (entry.path().string().find("_base_") != std::string::npos) continue;
+    auto result =
+        kd::test::RunCommand(Kdhost() + " config " + entry.path().string() + " > /dev/null");
+    INFO(entry.path().string() << "\n" << result.output);
+    REQUIRE(result.exit_code == 0);
+    ++checked;
+  }
+  REQUIRE(checked >= 3);
+}
+
+TEST_CASE("the PSD pipeline runs partitions, 2K sub-task teachers and the students end to end") {
+  const fs::path dir = kd::test::ScratchDir("cli_psd");
+  const std::string config =
+      (kd::test::SourceDir() / "configs" / "psd" / "fmnist_psd.toml").string();
+  const std::string reduced =
+      " --set data.train.num_samples=192 --set data.val.num_samples=96 --set train.max_epochs=1"
+      " --set loader.batch_size=32 --set run.work_dir=" +
+      (dir / "runs").string();
+  auto partition = kd::test::RunCommand(Kdhost() + " partition " + config + reduced + " --quiet");
+  INFO(partition.output);
+  REQUIRE(partition.exit_code == 0);
+  REQUIRE_THAT(partition.output, Contains("stage partition, partition cgp: 3 groups") &&
+                                     Contains("stage partition, partition dgp: 3 groups") &&
+                                     Contains("T-shirt/top"));
+  auto run = kd::test::RunCommand(Kdhost() + " run " + config + reduced + " --quiet");
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  REQUIRE(std::regex_search(run.output, std::regex("\\npartition +reused ")));
+  for (const char* stage : {"teacher.cgp.0", "teacher.cgp.2", "teacher.dgp.1", "student",
+                            "student_kd", "student_cgp", "student_dgp", "student_psd"}) {
+    REQUIRE(std::regex_search(run.output, std::regex(std::string("\\n") + stage + " +trained ")));
+  }
+  // Both teacher sets contribute to the PSD student's loss, one set to the CGP-only student.
+  auto log = [&](const char* stage) {
+    for (const auto& entry : fs::directory_iterator(dir / "runs")) {
+      if (entry.path().filename().string().rfind(std::string(stage) + "-", 0) == 0) {
+        return *kd::host::ReadFile(entry.path() / "metrics.jsonl");
+      }
+    }
+    return std::string();
+  };
+  REQUIRE_THAT(log("student_psd"), Contains("\"loss.psd_cgp\"") && Contains("\"loss.psd_dgp\""));
+  REQUIRE_THAT(log("student_cgp"), Contains("\"loss.psd_cgp\"") && !Contains("\"loss.psd_dgp\""));
+}

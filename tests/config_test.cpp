@@ -235,12 +235,16 @@ TEST_CASE("validation errors point at file:line:column and the key path") {
         "data.train: a dataset table needs `type = \"<name>\"`");
 }
 
-TEST_CASE("a missing required option names the option, its type and its component") {
-  CNode root = Parse(kMinimalStage, "stage.toml");
-  root.table().erase("model");
-  REQUIRE_THAT(ErrorOf(kd::host::ValidateTable(root, kd::host::StageSchema(), TestHost().registry(),
-                                               "", "cfg")),
-               Contains("missing required option 'model' (component)"));
+TEST_CASE("a missing required option names the option, its type and its owner") {
+  CNode root =
+      Parse(std::string("partitions = [{ partitioner = { type = \"testing::Halves\" } }]\n") +
+                kMinimalStage,
+            "stage.toml");
+  REQUIRE_THAT(
+      ErrorOf(
+          kd::host::ValidateTable(root, kd::host::StageSchema(), TestHost().registry(), "", "cfg")),
+      Contains("stage.toml:1:15: partitions[0]: missing required option 'name' (string) of "
+               "partitions: name of the partition"));
 }
 
 TEST_CASE("stages are the config with their table merged on top, each validated and hashed") {

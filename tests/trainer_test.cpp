@@ -166,10 +166,10 @@ TEST_CASE("a teacher from a stage that has not run is an error that says to run 
              "teacher = { from_stage = \"teacher\" }\n"));
   auto run = Resolve(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
   const auto& student = run->config.stages[1];
-  kd::host::PipelineTeachers teachers(&run->config);
+  const kd::host::PipelineAccess access(&run->config, &student);
   kd::host::TrainOptions options;
   options.progress = false;
-  auto outcome = kd::host::TrainStage(run->host.registry(), &teachers,
+  auto outcome = kd::host::TrainStage(run->host.registry(), &access,
                                       {student.name, student.dir, student.config}, options);
   REQUIRE_THAT(std::string(outcome.status().message()),
                Contains("distiller.teacher.from_stage: stage 'teacher' has not finished") &&
@@ -293,4 +293,110 @@ TEST_CASE("asking for CUDA where there is none is a clear error") {
   REQUIRE_THAT(std::string(result.status().message()),
                Contains("--set run.device=cuda") &&
                    Contains("run.device: device \"cuda\" asked for, but CUDA is not available"));
+}
+
+TEST_CASE("a foreach template expands into one stage per combination, values substituted") {
+  const fs::path dir = kd::test::ScratchDir("foreach");
+  kd::test::WriteText(
+      dir / "p.toml",
+      Config("pipeline = [\"variant\", \"student\"]\n",
+             "[stages.variant]\nforeach = { width = [8, 24], tag = [\"a\", \"b\"] }\n"
+             "[stages.variant.model]\nhidden = \"${foreach.width}\"\n"
+             "[stages.student.distiller]\ntype = \"testing::Mimic\"\n"
+             "teacher = { from_stage = \"variant.b.24\" }\n"));
+  auto run = Resolve(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  std::vector<std::string> names;
+  for (const auto& stage : run->config.stages) names.push_back(stage.name);
+  // Keys in sorted order (tag, width), values in their listed order.
+  REQUIRE(names == std::vector<std::string>{"variant.a.8", "variant.a.24", "variant.b.8",
+                                            "variant.b.24", "student"});
+  const auto* b24 = run->config.FindStage("variant.b.24");
+  REQUIRE(b24->template_name == "variant");
+  REQUIRE(b24->foreach == std::map<std::string, std::string>{{"tag", "b"}, {"width", "24"}});
+  REQUIRE(kd::host::FindPath(*b24->config, "model.hidden")->as_int() == 24);
+  REQUIRE(run->config.FindStages("variant").size() == 4);
+  REQUIRE(run->config.stages.back().deps == std::vector<std::string>{"variant.b.24"});
+
+  // A later stage naming the template depends on every expansion.
+  kd::test::WriteText(dir / "q.toml",
+                      Config("pipeline = [\"variant\", \"student\"]\n",
+                             "[stages.variant]\nforeach = { width = [8, 24] }\n"
+                             "[stages.variant.model]\nhidden = \"${foreach.width}\"\n"
+                             "[stages.student.distiller]\ntype = \"testing::Mimic\"\n"
+                             "teacher = { from_stage = \"variant\" }\n"));
+  auto all = Resolve(dir / "q.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(all->config.stages.back().deps == std::vector<std::string>{"variant.8", "variant.24"});
+}
+
+TEST_CASE("foreach mistakes are reported with their location") {
+  const fs::path dir = kd::test::ScratchDir("foreach_errors");
+  kd::host::Host host;
+  kd::test::RegisterTestComponents(host.registry());
+  auto error_for = [&](const std::string& top, const std::string& tables) {
+    kd::test::WriteText(dir / "e.toml", Config(top, tables));
+    return std::string(kd::host::ResolveConfig(host, dir / "e.toml", {}, {}).status().message());
+  };
+  REQUIRE_THAT(error_for("", "[loss.extra]\n"), Contains("loss.extra: unknown option"));
+  REQUIRE_THAT(
+      error_for("pipeline = [\"a\"]\n", "[stages.a.model]\nhidden = \"${foreach.width}\"\n"),
+      Contains("model.hidden: ${foreach.width} is only available inside a stage with a "
+               "`foreach` table"));
+  REQUIRE_THAT(error_for("pipeline = [\"a\"]\n",
+                         "[stages.a]\nforeach = { width = [8] }\n[stages.a.model]\n"
+                         "hidden = \"${foreach.depth}\"\n"),
+               Contains("${foreach.depth} is not a foreach key of this stage (it has: width)"));
+  REQUIRE_THAT(error_for("pipeline = [\"a\"]\n", "[stages.a]\nforeach = { width = [] }\n"),
+               Contains("stages.a.foreach.width: expected a non-empty list of values"));
+}
+
+TEST_CASE("a partition stage writes the official partition files for later stages") {
+  const fs::path dir = kd::test::ScratchDir("partition_stage");
+  kd::test::WriteText(dir / "p.toml",
+                      Config("pipeline = [\"split\"]\n",
+                             "[stages.split]\npartitions = [{ name = \"halves\", partitioner = "
+                             "{ type = \"testing::Halves\" } }]\n"));
+  auto result = RunAll(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(result.ok());
+  const fs::path stage = result->front().dir;
+  REQUIRE(*kd::host::ReadFile(stage / "partition" / "halves.json") ==
+          "[{\"0\": 0},\n {\"1\": 0, \"2\": 1}]\n");
+  REQUIRE(*kd::host::ReadFile(stage / "partition" / "class_names.txt") == "c0\nc1\nc2\n");
+  REQUIRE(fs::exists(stage / "summary.toml"));
+  auto again = RunAll(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(again->front().status == "reused");
+}
+
+TEST_CASE("a stage reaches only the stages it depends on") {
+  const fs::path dir = kd::test::ScratchDir("stage_access");
+  kd::test::WriteText(dir / "p.toml", Config("pipeline = [\"first\", \"second\"]\n",
+                                             "[stages.first]\n[stages.second]\n"));
+  auto run = Resolve(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  kd::host::RunOptions options;
+  options.progress = false;
+  REQUIRE(kd::host::RunPipeline(run->host, run->config, options).ok());
+  const kd::host::PipelineAccess access(&run->config, &run->config.stages[1]);
+  REQUIRE_THROWS_WITH(
+      access.StageFile("first", "summary.toml"),
+      Contains("stage 'second' reads stage 'first' without depending on it; name it "
+               "(or its template) with a `from_stage` key"));
+  REQUIRE(access.FindStages("first").size() == 1);
+}
+
+TEST_CASE("a training stage without a model or an optimizer is refused with what to add") {
+  const fs::path dir = kd::test::ScratchDir("no_model");
+  kd::test::WriteText(dir / "c.toml", R"(
+[data.train]
+type = "testing::Synthetic"
+[loss]
+type = "testing::Bce"
+[train]
+max_iters = 1
+)");
+  const std::string work = "run.work_dir=" + (dir / "runs").string();
+  auto no_model = RunAll(dir / "c.toml", {work});
+  REQUIRE_THAT(std::string(no_model.status().message()),
+               Contains("c.toml:1:1: model: stage 'main' trains a model and needs `model`"));
+  auto no_optimizer = RunAll(dir / "c.toml", {work, "model={type=\"testing::Mlp\"}"});
+  REQUIRE_THAT(std::string(no_optimizer.status().message()),
+               Contains("train.optimizer: a training stage needs an optimizer"));
 }

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "kd/partitioner.h"
 #include "kd/plugin.h"
 
 namespace kd::test {
@@ -20,6 +21,11 @@ class Synthetic : public Dataset {
     y_ = (x_.matmul(w) > 0).to(torch::kFloat);
   }
   int64_t Size() const override { return size_; }
+  DatasetInfo Info() const override {
+    DatasetInfo info{"multilabel", {}};
+    for (int64_t c = 0; c < y_.size(1); ++c) info.class_names.push_back("c" + std::to_string(c));
+    return info;
+  }
   TensorDict Get(int64_t index, Rng& rng) const override {
     torch::Tensor x = x_[index].clone();
     if (noise_ > 0) x += static_cast<float>(noise_ * (rng.Uniform() - 0.5));
@@ -108,6 +114,18 @@ class Accuracy : public Metric {
   int64_t correct_ = 0, total_ = 0;
 };
 
+// Labels [0, C/2) in one group and [C/2, C) in the other (one group when C < 2).
+class Halves : public Partitioner {
+ public:
+  LabelPartition Partition(const torch::Tensor& labels) const override {
+    const int64_t c = labels.size(1);
+    LabelPartition partition;
+    partition.groups.resize(c < 2 ? 1 : 2);
+    for (int64_t i = 0; i < c; ++i) partition.groups[c < 2 || i < c / 2 ? 0 : 1].push_back(i);
+    return partition;
+  }
+};
+
 std::mutex& EventsMutex() {
   static std::mutex m;
   return m;
@@ -182,6 +200,8 @@ void RegisterTestComponents(Registry& registry) {
         [](const Options& o, const BuildContext&) { return std::make_shared<Bce>(o); });
   r.Add(Kind::kMetric, "Accuracy", "per-label accuracy", Schema(),
         [](const Options&, const BuildContext&) { return std::make_shared<Accuracy>(); });
+  r.Add(Kind::kPartitioner, "Halves", "first half of the labels, second half", Schema(),
+        [](const Options&, const BuildContext&) { return std::make_shared<Halves>(); });
   r.Add(Kind::kHook, "Recorder", "records training events", Schema(),
         [](const Options&, const BuildContext&) { return std::make_shared<Recorder>(); });
   r.Add(Kind::kDistiller, "Mimic", "MSE to the teacher's logits",

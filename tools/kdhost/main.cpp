@@ -2,6 +2,7 @@
 // Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (config, plugin, file).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "host/files.h"
 #include "host/host.h"
 #include "host/names.h"
@@ -22,6 +24,7 @@
 #include "host/trainer.h"
 #include "host/validate.h"
 #include "kd/abi.h"
+#include "kd/partitioner.h"
 
 namespace {
 
@@ -71,6 +74,9 @@ std::vector<Command> Commands() {
   eval_flags.push_back(
       {"--checkpoint", "FILE", "evaluate this model export instead of the stage's"});
   eval_flags.push_back({"--artifact", "best|last", "which export of the stage (default: best)"});
+  std::vector<Flag> partition_flags = kConfigFlags;
+  partition_flags.push_back({"--stage", "NAME", "only this partition stage (repeatable)", true});
+  partition_flags.push_back({"--quiet", "", "no progress output"});
   std::vector<Flag> config_flags = kConfigFlags;
   config_flags.push_back({"--stage", "NAME", "print only this stage's config"});
   return {
@@ -79,6 +85,8 @@ std::vector<Command> Commands() {
       {"eval", "CONFIG", "evaluate a stage's exported model on data.val", eval_flags},
       {"config", "CONFIG", "print the resolved config: inheritance, overrides, defaults applied",
        config_flags},
+      {"partition", "CONFIG",
+       "compute (or reuse) a config's label partitions and print their groups", partition_flags},
       {"plugins",
        "",
        "list the plugins found with their versions and components",
@@ -243,12 +251,12 @@ int RunOrTrain(const Command& c, const Args& args) {
     if (!stage.ok()) return Fail(stage.status());
     options.only = {(*stage)->name};
     if (bench > 0) {
-      kd::host::PipelineTeachers teachers(&*config);
+      const kd::host::PipelineAccess access(&*config, *stage);
       kd::host::TrainOptions train_options;
       train_options.bench_steps = bench;
       train_options.progress = options.progress;
       auto outcome =
-          kd::host::TrainStage(host.registry(), &teachers,
+          kd::host::TrainStage(host.registry(), &access,
                                {(*stage)->name, (*stage)->dir, (*stage)->config}, train_options);
       if (!outcome.ok()) return Fail(outcome.status());
       std::printf("%s", outcome->bench_report.c_str());
@@ -287,9 +295,9 @@ int Eval(const Command&, const Args& args) {
                                                  "; train the stage first (kdhost run ",
                                                  args.positional, ") or pass --checkpoint FILE")));
   }
-  kd::host::PipelineTeachers teachers(&*config);
+  const kd::host::PipelineAccess access(&*config, *stage);
   auto metrics = kd::host::EvaluateExport(
-      host.registry(), &teachers, {(*stage)->name, (*stage)->dir, (*stage)->config}, path, true);
+      host.registry(), &access, {(*stage)->name, (*stage)->dir, (*stage)->config}, path, true);
   if (!metrics.ok()) return Fail(metrics.status());
   std::printf("%s (stage %s)\n", path.string().c_str(), (*stage)->name.c_str());
   for (const kd::MetricValue& m : *metrics) std::printf("  %-12s %.4f\n", m.name.c_str(), m.value);
@@ -312,6 +320,49 @@ int Config(const Command&, const Args& args) {
                   stage.hash.c_str(), stage.dir.string().c_str());
     }
     std::printf("%s\n", kd::host::ToToml(*stage.config).c_str());
+  }
+  return kOk;
+}
+
+int Partition(const Command&, const Args& args) {
+  Host host;
+  auto config = Resolve(host, args);
+  if (!config.ok()) return Fail(config.status());
+  std::vector<const kd::host::StageConfig*> stages;
+  for (const auto& stage : config->stages) {
+    const std::vector<std::string> only = args.All("--stage");
+    const bool named = std::find(only.begin(), only.end(), stage.name) != only.end();
+    if (named && !stage.IsPartitionStage()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--stage: '", stage.name, "' is not a partition stage (it has no `partitions`)")));
+    }
+    if (stage.IsPartitionStage() && (only.empty() || named)) stages.push_back(&stage);
+  }
+  if (stages.empty()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        args.positional, " has no partition stage (a stage with `partitions = [...]`)")));
+  }
+  kd::host::RunOptions options;
+  options.progress = !args.Has("--quiet");
+  for (const auto* stage : stages) options.only.push_back(stage->name);
+  auto results = kd::host::RunPipeline(host, *config, options);
+  if (!results.ok()) return Fail(results.status());
+  for (const auto* stage : stages) {
+    auto names_text = kd::host::ReadFile(stage->dir / "partition" / "class_names.txt");
+    if (!names_text.ok()) return Fail(names_text.status());
+    const std::vector<std::string> names = absl::StrSplit(*names_text, '\n', absl::SkipEmpty());
+    const kd::host::CNode* entries = stage->config->Get("partitions");
+    for (const kd::host::CNode& entry : entries->array()) {
+      const std::string name = entry.Get("name")->as_string();
+      const fs::path file = stage->dir / "partition" / (name + ".json");
+      auto text = kd::host::ReadFile(file);
+      if (!text.ok()) return Fail(text.status());
+      auto partition = kd::PartitionFromJson(*text, file.string());
+      if (!partition.ok()) return Fail(partition.status());
+      std::printf("stage %s, partition %s: %zu groups (%s)\n%s", stage->name.c_str(), name.c_str(),
+                  partition->groups.size(), file.string().c_str(),
+                  kd::host::FormatPartition(*partition, names).c_str());
+    }
   }
   return kOk;
 }
@@ -422,6 +473,7 @@ int Main(int argc, char** argv) {
     if (c.name == "run" || c.name == "train") return RunOrTrain(c, *args);
     if (c.name == "eval") return Eval(c, *args);
     if (c.name == "config") return Config(c, *args);
+    if (c.name == "partition") return Partition(c, *args);
     if (c.name == "plugins") return Plugins(c, *args);
     return Describe(c, *args);
   }

@@ -236,4 +236,115 @@ TEST_CASE("the PSD pipeline runs partitions, 2K sub-task teachers and the studen
   };
   REQUIRE_THAT(log("student_psd"), Contains("\"loss.psd_cgp\"") && Contains("\"loss.psd_dgp\""));
   REQUIRE_THAT(log("student_cgp"), Contains("\"loss.psd_cgp\"") && !Contains("\"loss.psd_dgp\""));
+
+  // Changing only the PSD student's α retrains that student and reuses every teacher.
+  auto again = kd::test::RunCommand(Kdhost() + " run " + config + reduced +
+                                    " --quiet --set stages.student_psd.distiller.alpha=0.3");
+  INFO(again.output);
+  REQUIRE(again.exit_code == 0);
+  for (const char* stage :
+       {"partition", "teacher.cgp.0", "teacher.dgp.2", "student", "student_kd"}) {
+    REQUIRE(std::regex_search(again.output, std::regex(std::string("\\n") + stage + " +reused ")));
+  }
+  REQUIRE(std::regex_search(again.output, std::regex("\\nstudent_psd +trained ")));
+}
+
+namespace {
+
+// The quickstart's KD student ablated over two distillers and `seeds` seeds, on a reduced size.
+std::string AblateCommand(const fs::path& work, const std::string& seeds) {
+  return Kdhost() + " ablate " + Quickstart() + " --grid distiller=KD,LogitMSE --seeds " + seeds +
+         " --quiet --set data.train.num_samples=192 --set data.val.num_samples=96"
+         " --set train.max_epochs=1 --set stages.teacher.train.max_epochs=1"
+         " --set loader.batch_size=32 --set run.work_dir=" +
+         work.string();
+}
+
+int CountDirs(const fs::path& dir, const std::string& prefix) {
+  int n = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    n += entry.is_directory() && entry.path().filename().string().rfind(prefix, 0) == 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("an ablation of two distillers over two seeds writes the table, the CSV and the plots") {
+  const fs::path work = kd::test::ScratchDir("cli_ablate") / "runs";
+  auto result = kd::test::RunCommand(AblateCommand(work, "2"));
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  const fs::path out = work / "ablation";
+  // The teacher is the same stage in every run: trained once, reused by the other three.
+  REQUIRE(CountDirs(work, "teacher-") == 1);
+  REQUIRE(CountDirs(work, "student_kd-") == 4);
+  REQUIRE_THAT(result.output, Contains("used by 4 run(s) (computed once)") &&
+                                  Contains("reused 3 time(s): ") && Contains("teacher-"));
+  const std::string csv = *kd::host::ReadFile(out / "results.csv");
+  REQUIRE_THAT(csv, Contains("run,variant,seed,status,seconds,wall_seconds,stage_dir,mAP,error\n"));
+  REQUIRE(std::count(csv.begin(), csv.end(), '\n') == 5);
+  REQUIRE(std::regex_search(csv, std::regex("\\n4,distiller=LogitMSE,1,done,")));
+  const std::string md = *kd::host::ReadFile(out / "results.md");
+  REQUIRE(std::regex_search(
+      md, std::regex("\\| distiller=KD \\(baseline\\) \\| 2/2 \\| (\\*\\*)?[0-9.]+ ± [0-9.]+")));
+  REQUIRE(std::regex_search(
+      md, std::regex("\\| distiller=LogitMSE \\| 2/2 \\| .* \\| [-+][0-9.]+ \\|")));
+  REQUIRE_THAT(md, Contains("**"));  // the best mean is marked
+  for (const char* plot : {"mAP_by_variant.png", "training_curves.png"}) {
+    const std::string bytes = *kd::host::ReadFile(out / plot);
+    REQUIRE(bytes.size() > 1000);
+    REQUIRE(bytes.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0);
+  }
+}
+
+TEST_CASE("an ablation resumes interrupted runs and never reruns finished ones") {
+  const fs::path work = kd::test::ScratchDir("cli_ablate_resume") / "runs";
+  // Interrupted: every stage stops after 2 steps.
+  auto stopped = kd::test::RunCommand(AblateCommand(work, "1") + " --stop-after 2");
+  INFO(stopped.output);
+  REQUIRE(stopped.exit_code == 0);
+  REQUIRE_THAT(*kd::host::ReadFile(work / "ablation" / "results.csv"), Contains(",interrupted,"));
+  // Resumed: the stages continue from their states and finish.
+  auto resumed = kd::test::RunCommand(AblateCommand(work, "1") + " --dry-run");
+  REQUIRE_THAT(resumed.output, Contains("unfinished: resumed"));
+  auto finished = kd::test::RunCommand(AblateCommand(work, "1"));
+  INFO(finished.output);
+  REQUIRE(finished.exit_code == 0);
+  REQUIRE_THAT(*kd::host::ReadFile(work / "ablation" / "results.csv"), !Contains(",interrupted,"));
+  const std::string first = *kd::host::ReadFile(work / "ablation" / "results.csv");
+  // A second seed trains only the two new runs; the finished ones and the teacher are reused.
+  auto more = kd::test::RunCommand(AblateCommand(work, "2"));
+  INFO(more.output);
+  REQUIRE(more.exit_code == 0);
+  REQUIRE(CountDirs(work, "student_kd-") == 4);
+  const std::string second = *kd::host::ReadFile(work / "ablation" / "results.csv");
+  // Each finished run keeps its numbers.
+  for (const char* variant : {"distiller=KD,0,", "distiller=LogitMSE,0,"}) {
+    std::smatch a, b;
+    const std::regex row(std::string(",") + variant + "done,[0-9.]+,[0-9.]+,[^,]*,([0-9.]+),");
+    REQUIRE(std::regex_search(first, a, row));
+    REQUIRE(std::regex_search(second, b, row));
+    REQUIRE(a[1].str() == b[1].str());
+  }
+  auto again = kd::test::RunCommand(AblateCommand(work, "2") + " --dry-run");
+  REQUIRE_THAT(again.output, !Contains("to run") && !Contains("unfinished"));
+}
+
+TEST_CASE("a bad ablation grid is refused before anything runs") {
+  const fs::path work = kd::test::ScratchDir("cli_ablate_bad") / "runs";
+  auto check = [&](const std::string& grid, const std::string& expected) {
+    auto result = kd::test::RunCommand(Kdhost() + " ablate " + Quickstart() + " --grid '" + grid +
+                                       "' --set run.work_dir=" + work.string());
+    INFO(result.output);
+    REQUIRE(result.exit_code == 2);
+    REQUIRE_THAT(result.output, Contains(expected));
+    REQUIRE_FALSE(fs::exists(work));
+  };
+  check("distiller.temperatur=1,2",
+        "--grid distiller.temperatur=1,2: distiller.temperatur: unknown option for distillers::KD");
+  check("distiller.temperature=\"hot\"",
+        "distiller.temperature: expected float, got string \"hot\"");
+  check("distiller=KD,Fancy", "distiller: 'Fancy' is not in the distiller registry");
+  check("distiller", "expected key=value1,value2,...");
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "absl/strings/str_format.h"
+#include "host/ablation.h"
 #include "host/checkpoint.h"
 #include "host/files.h"
 #include "host/pipeline.h"
@@ -399,4 +400,39 @@ max_iters = 1
   auto no_optimizer = RunAll(dir / "c.toml", {work, "model={type=\"testing::Mlp\"}"});
   REQUIRE_THAT(std::string(no_optimizer.status().message()),
                Contains("train.optimizer: a training stage needs an optimizer"));
+}
+
+TEST_CASE("a failing ablation run is recorded with its error and the others complete") {
+  const fs::path dir = kd::test::ScratchDir("ablation_failure");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  kd::host::Host host;
+  kd::test::RegisterTestComponents(host.registry());
+  kd::host::AblationCli cli;
+  cli.grid = {"loss.nan_at_step=0,3"};
+  cli.seeds = "1";
+  auto plan = kd::host::PlanAblation(
+      host, dir / "c.toml", {"run.work_dir=" + (dir / "runs").string(), "train.accumulate=1"}, {},
+      cli);
+  REQUIRE(plan.ok());
+  REQUIRE(plan->runs.size() == 2);
+  auto outcome = kd::host::RunAblation(host, *plan, false, 0, kd::test::PythonPath(),
+                                       kd::test::SourceDir() / "tools" / "ablation_plots.py");
+  REQUIRE(outcome.ok());
+  REQUIRE(outcome->failed == 1);
+  const std::string md = *kd::host::ReadFile(plan->out / "results.md");
+  REQUIRE_THAT(md,
+               Contains("| loss.nan_at_step=0 (baseline) | 1/1 |") &&
+                   Contains("| loss.nan_at_step=3 | 0/1 |") &&
+                   Contains("Failed runs:\n\n- run 2 (loss.nan_at_step=3, seed 0): stage 'main': "
+                            "the loss is not finite at step 3"));
+  REQUIRE_THAT(*kd::host::ReadFile(plan->out / "results.csv"), Contains(",failed,"));
+  REQUIRE(outcome->plot_error.empty());
+}
+
+TEST_CASE("ablation statistics are the mean and the sample standard deviation") {
+  // mean of 1, 2, 6 = 3; squares 4 + 1 + 9 = 14; 14 / 2 = 7; std = sqrt 7
+  const auto [mean, std] = kd::host::MeanStd({1.0, 2.0, 6.0});
+  REQUIRE(mean == Approx(3.0));
+  REQUIRE(std == Approx(std::sqrt(7.0)));
+  REQUIRE(kd::host::MeanStd({4.0}).second == 0.0);
 }

@@ -2,6 +2,8 @@
 // Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (config, plugin, file).
 #include <torch/torch.h>
 
+#include <boost/dll/runtime_symbol_info.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "host/ablation.h"
 #include "host/files.h"
 #include "host/host.h"
 #include "host/names.h"
@@ -77,12 +80,35 @@ std::vector<Command> Commands() {
   std::vector<Flag> partition_flags = kConfigFlags;
   partition_flags.push_back({"--stage", "NAME", "only this partition stage (repeatable)", true});
   partition_flags.push_back({"--quiet", "", "no progress output"});
+  std::vector<Flag> ablate_flags = kConfigFlags;
+  ablate_flags.push_back({"--grid", "KEY=V1,V2,...",
+                          "vary KEY of the ablated stage over the values (repeatable; a component "
+                          "name for a component key swaps the component)",
+                          true});
+  ablate_flags.push_back(
+      {"--seeds", "N|S1,S2,...", "seeds 0..N-1, or a list (default: [ablation] seeds)"});
+  ablate_flags.push_back({"--stage", "NAME", "the stage to ablate (default: the last)"});
+  ablate_flags.push_back(
+      {"--baseline", "VARIANT", "the variant to compare with (default: the first)"});
+  ablate_flags.push_back({"--metric", "NAME", "the main metric (default: the stage's first)"});
+  ablate_flags.push_back({"--out", "DIR", "results directory (default: <work_dir>/ablation)"});
+  ablate_flags.push_back(
+      {"--dry-run", "", "print the runs and which stages would be reused; train nothing"});
+  ablate_flags.push_back(
+      {"--stop-after", "N", "stop every run after N optimizer steps, resumable"});
+  ablate_flags.push_back({"--python", "PATH",
+                          "Python with matplotlib for the plots (default: "
+                          "$KD_PYTHON, else the project's .venv)"});
+  ablate_flags.push_back({"--quiet", "", "no progress output"});
   std::vector<Flag> config_flags = kConfigFlags;
   config_flags.push_back({"--stage", "NAME", "print only this stage's config"});
   return {
       {"run", "CONFIG", "run every stage of a config, reusing finished ones", run_flags},
       {"train", "CONFIG", "train one stage (and the unfinished stages it needs)", train_flags},
       {"eval", "CONFIG", "evaluate a stage's exported model on data.val", eval_flags},
+      {"ablate", "CONFIG",
+       "run a stage over a grid of settings and seeds; write results.csv, results.md and plots",
+       ablate_flags},
       {"config", "CONFIG", "print the resolved config: inheritance, overrides, defaults applied",
        config_flags},
       {"partition", "CONFIG",
@@ -367,6 +393,57 @@ int Partition(const Command&, const Args& args) {
   return kOk;
 }
 
+// The plotting script: installed next to kdhost, or in the source tree it was built from.
+fs::path PlotScript() {
+  std::error_code ec;
+  const fs::path installed =
+      fs::path(boost::dll::program_location(ec)).parent_path().parent_path() / "share" / "kdhost" /
+      "ablation_plots.py";
+  if (!ec && fs::exists(installed, ec)) return installed;
+  return KD_SOURCE_PLOT_SCRIPT;
+}
+
+int Ablate(const Command& c, const Args& args) {
+  int64_t stop_after = 0;
+  if (!IntFlag(args, "--stop-after", &stop_after))
+    return Usage(c, "--stop-after needs a positive integer");
+  const fs::path file = args.positional;
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    return Fail(
+        absl::NotFoundError(absl::StrCat("config file '", file.string(), "' does not exist")));
+  }
+  kd::host::AblationCli cli;
+  cli.grid = args.All("--grid");
+  cli.seeds = args.Get("--seeds");
+  cli.stage = args.Get("--stage");
+  cli.baseline = args.Get("--baseline");
+  cli.metric = args.Get("--metric");
+  cli.out = args.Get("--out");
+  Host host;
+  auto plan = kd::host::PlanAblation(host, file, args.All("--set"), args.All("--plugin-path"), cli);
+  if (!plan.ok()) return Fail(plan.status());
+  std::printf("%s", kd::host::DescribePlan(*plan).c_str());
+  if (args.Has("--dry-run")) return kOk;
+  const char* env_python = std::getenv("KD_PYTHON");
+  const std::string python = args.Has("--python") ? args.Get("--python")
+                             : env_python         ? env_python
+                                                  : KD_DEFAULT_PYTHON;
+  auto outcome =
+      kd::host::RunAblation(host, *plan, !args.Has("--quiet"), stop_after, python, PlotScript());
+  if (!outcome.ok()) return Fail(outcome.status());
+  std::printf("\n%s\nresults:\n", outcome->summary.c_str());
+  for (const fs::path& path : outcome->files) std::printf("  %s\n", path.string().c_str());
+  if (!outcome->plot_error.empty()) {
+    std::fprintf(stderr, "kdhost: error: no plots: %s\n", outcome->plot_error.c_str());
+  }
+  if (outcome->failed > 0) {
+    std::fprintf(stderr, "kdhost: error: %d run(s) failed (see results.md); rerun to retry them\n",
+                 outcome->failed);
+  }
+  return outcome->failed > 0 || !outcome->plot_error.empty() ? kFailed : kOk;
+}
+
 void LoadAllPlugins(Host& host, const Args& args) {
   host.loader().LoadAll(kd::host::PluginSearchPath(args.All("--plugin-path"), {}));
 }
@@ -474,6 +551,7 @@ int Main(int argc, char** argv) {
     if (c.name == "eval") return Eval(c, *args);
     if (c.name == "config") return Config(c, *args);
     if (c.name == "partition") return Partition(c, *args);
+    if (c.name == "ablate") return Ablate(c, *args);
     if (c.name == "plugins") return Plugins(c, *args);
     return Describe(c, *args);
   }

@@ -253,6 +253,8 @@ absl::StatusOr<CNode> ParseTomlFile(const fs::path& path) {
   return ParseToml(buffer.str(), path.string());
 }
 
+std::string ToTomlValue(const CNode& value) { return InlineText(value); }
+
 std::string ToToml(const CNode& table) {
   std::string out;
   WriteTable(table, "", out);

@@ -80,6 +80,8 @@ absl::StatusOr<CNode> ParseToml(absl::string_view text, const std::string& sourc
 absl::StatusOr<CNode> ParseTomlFile(const std::filesystem::path& path);
 // Canonical TOML text (keys sorted).
 std::string ToToml(const CNode& table);
+// A value as inline TOML text: 0.5, "KD", [1, 2], { a = 1 }.
+std::string ToTomlValue(const CNode& value);
 
 // Deep merge of `overlay` into `base` (both tables). A table in the overlay with `_replace = true`
 // replaces instead of merging, and so does a component table whose `type` differs from the base's:

@@ -203,17 +203,22 @@ std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
 absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
                                              const std::vector<std::string>& overrides,
                                              const std::vector<std::string>& plugin_paths) {
+  KD_ASSIGN_OR_RETURN(CNode root, LoadConfig(file, overrides));
+  KD_RETURN_IF_ERROR(host.LoadPluginsFor(root, file, plugin_paths));
+  return ResolveLoadedConfig(host, std::move(root), file);
+}
+
+absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
+                                                   const fs::path& file) {
   ResolvedConfig out;
   out.file = file;
-  KD_ASSIGN_OR_RETURN(out.root, LoadConfig(file, overrides));
-  KD_RETURN_IF_ERROR(host.LoadPluginsFor(out.root, file, plugin_paths));
+  out.root = std::move(root);
   KD_ASSIGN_OR_RETURN(std::vector<std::string> order, PipelineOrder(out.root));
   out.single_stage = order.empty();
   if (out.single_stage) order.push_back("main");
 
   CNode common = out.root;
-  common.table().erase("pipeline");
-  common.table().erase("stages");
+  for (const char* key : kPipelineKeys) common.table().erase(key);
   EarlierStages earlier;
   for (const std::string& name : order) {
     std::vector<Expansion> expansions = {{name, "", {}, CNode()}};
@@ -222,7 +227,7 @@ absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
       if (!overlay.is_table()) {
         return At(overlay, JoinKey("stages", name), "expected a table");
       }
-      for (const char* key : {"plugins", "plugin_dirs", "pipeline", "stages", "base"}) {
+      for (const char* key : {"plugins", "plugin_dirs", "pipeline", "stages", "base", "ablation"}) {
         if (const CNode* bad = overlay.Get(key)) {
           return At(*bad, JoinKey(JoinKey("stages", name), key),
                     "cannot be set per stage; set it at the top level of the config");

@@ -45,11 +45,19 @@ struct ResolvedConfig {
   std::vector<const StageConfig*> FindStages(absl::string_view name) const;
 };
 
+// Top-level keys that describe the pipeline rather than a stage; stages never see them.
+inline constexpr const char* kPipelineKeys[] = {"pipeline", "stages", "ablation"};
+
 // Loads `file` with `overrides`, loads the plugins it needs into `host`, and expands and
 // validates every stage.
 absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const std::filesystem::path& file,
                                              const std::vector<std::string>& overrides,
                                              const std::vector<std::string>& plugin_paths);
+
+// ResolveConfig for a config tree already loaded (and possibly changed, as ablations do), whose
+// plugins `host` has loaded; `file` names it in messages and anchors its relative paths.
+absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
+                                                   const std::filesystem::path& file);
 
 struct RunOptions {
   // Stages to run (with the stages they depend on); empty: all.

@@ -1,5 +1,6 @@
 #include "host/root_schema.h"
 
+#include "host/ablation.h"
 #include "kd/registry.h"
 
 namespace kd::host {
@@ -102,7 +103,8 @@ std::vector<ConfigSection> ConfigSections() {
   Schema root = StageSchema();
   root.StringList("base", {}, "files this config inherits from, merged in order (relative paths)")
       .StringList("pipeline", {}, "stage names in run order; empty: the config is one stage")
-      .AnyTable("stages", "per-stage tables deep-merged onto the rest of the config");
+      .AnyTable("stages", "per-stage tables deep-merged onto the rest of the config")
+      .Table("ablation", AblationSchema(), "settings of `kdhost ablate` (see docs/ablations.md)");
   return {
       {"config", "The top level of a config file (and of each stage)", root},
       {"run", "`[run]`: where the run's files go, the seed, the device and the threads",
@@ -111,6 +113,8 @@ std::vector<ConfigSection> ConfigSections() {
       {"loader", "`[loader]`: batching and the loader threads", LoaderSchema()},
       {"train", "`[train]`: the training loop", TrainSchema()},
       {"partitions", "Each entry of `partitions` (partition stages)", PartitionEntrySchema()},
+      {"ablation", "`[ablation]`: the grid, seeds and baseline of `kdhost ablate`",
+       AblationSchema()},
       {"teacher",
        "The `teacher` table of distillers: which frozen model teaches (see docs/configs.md)",
        TeacherSchema()},

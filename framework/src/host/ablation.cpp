@@ -1,0 +1,589 @@
+#include "host/ablation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "host/files.h"
+#include "host/progress.h"
+#include "host/validate.h"
+
+namespace kd::host {
+
+namespace fs = std::filesystem;
+
+std::pair<double, double> MeanStd(const std::vector<double>& values) {
+  if (values.empty()) return {std::nan(""), std::nan("")};
+  double sum = 0;
+  for (double v : values) sum += v;
+  const double mean = sum / static_cast<double>(values.size());
+  if (values.size() < 2) return {mean, 0.0};
+  double squares = 0;
+  for (double v : values) squares += (v - mean) * (v - mean);
+  return {mean, std::sqrt(squares / static_cast<double>(values.size() - 1))};
+}
+
+Schema AblationSchema() {
+  return Schema()
+      .String("stage", "", "the stage to ablate; empty: the pipeline's last stage")
+      .IntList("seeds", {0}, "run.seed of the runs; every variant runs once per seed")
+      .Enum("seed_scope", {"stage", "pipeline"}, "stage",
+            "seeds change the ablated stage only (earlier stages are shared), or every stage")
+      .String("baseline", "", "the variant the others are compared with; empty: the first")
+      .String("metric", "", "the main metric; empty: the ablated stage's first metric")
+      .String("out", "", "results directory; empty: <work_dir>/ablation")
+      .AnyTable("grid", "key = [values]: the settings to vary (keys relative to the stage)");
+}
+
+namespace {
+
+absl::Status At(const SourceLoc& loc, absl::string_view key_path, absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(loc.ToString(), ": ", key_path, ": ", message));
+}
+
+// Splits "v1,v2,[3,4],{a=1}" at the commas outside brackets, braces and quotes.
+std::vector<std::string> SplitValues(absl::string_view text) {
+  std::vector<std::string> parts;
+  std::string current;
+  int depth = 0;
+  char quote = 0;
+  for (char c : text) {
+    if (quote) {
+      if (c == quote) quote = 0;
+    } else if (c == '"' || c == '\'') {
+      quote = c;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    } else if (c == ',' && depth == 0) {
+      parts.push_back(current);
+      current.clear();
+      continue;
+    }
+    current += c;
+  }
+  parts.push_back(current);
+  return parts;
+}
+
+absl::StatusOr<GridAxis> ParseGridArgument(const std::string& argument) {
+  const std::string source = absl::StrCat("--grid ", argument);
+  const size_t eq = argument.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == argument.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": expected key=value1,value2,... e.g. --grid distiller=KD,LogitMSE"));
+  }
+  GridAxis axis;
+  axis.key = std::string(absl::StripAsciiWhitespace(argument.substr(0, eq)));
+  const auto file = std::make_shared<const std::string>(source);
+  for (const std::string& part : SplitValues(argument.substr(eq + 1))) {
+    const std::string text(absl::StripAsciiWhitespace(part));
+    auto parsed = ParseToml(absl::StrCat("v = ", text), source);
+    CNode value = parsed.ok() && parsed->Get("v") ? *parsed->Get("v") : CNode(text);
+    value.set_loc(SourceLoc{file, 0, 0});
+    axis.values.push_back(std::move(value));
+  }
+  return axis;
+}
+
+// The [ablation] table merged with the command line.
+absl::StatusOr<AblationSpec> ReadSpec(CNode ablation, const Registry& registry,
+                                      const AblationCli& cli) {
+  KD_RETURN_IF_ERROR(ValidateTable(ablation, AblationSchema(), registry, "ablation", "ablation"));
+  AblationSpec spec;
+  spec.stage = ablation.Get("stage")->as_string();
+  for (const CNode& seed : ablation.Get("seeds")->array()) spec.seeds.push_back(seed.as_int());
+  spec.seed_pipeline = ablation.Get("seed_scope")->as_string() == "pipeline";
+  spec.baseline = ablation.Get("baseline")->as_string();
+  spec.metric = ablation.Get("metric")->as_string();
+  spec.out = ablation.Get("out")->as_string();
+  if (const CNode* grid = ablation.Get("grid")) {
+    for (const auto& [key, values] : grid->table()) {
+      GridAxis axis;
+      axis.key = key;
+      if (values.is_array()) {
+        axis.values = values.array();
+      } else {
+        axis.values = {values};
+      }
+      if (axis.values.empty()) {
+        return At(values.loc(), JoinKey("ablation.grid", key),
+                  "a grid key needs at least one value");
+      }
+      spec.axes.push_back(std::move(axis));
+    }
+  }
+  for (const std::string& argument : cli.grid) {
+    KD_ASSIGN_OR_RETURN(GridAxis axis, ParseGridArgument(argument));
+    // The command line replaces the config's values of the same key.
+    spec.axes.erase(std::remove_if(spec.axes.begin(), spec.axes.end(),
+                                   [&](const GridAxis& a) { return a.key == axis.key; }),
+                    spec.axes.end());
+    spec.axes.push_back(std::move(axis));
+  }
+  if (!cli.seeds.empty()) {
+    spec.seeds.clear();
+    const std::vector<std::string> parts = absl::StrSplit(cli.seeds, ',');
+    int64_t n = 0;
+    if (parts.size() == 1 && absl::SimpleAtoi(parts[0], &n) && n > 0) {
+      for (int64_t s = 0; s < n; ++s) spec.seeds.push_back(s);
+    } else {
+      for (const std::string& part : parts) {
+        int64_t seed;
+        if (!absl::SimpleAtoi(part, &seed)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("--seeds ", cli.seeds,
+                           ": expected a count (3 runs seeds 0, 1, 2) or a list (0,5,9)"));
+        }
+        spec.seeds.push_back(seed);
+      }
+    }
+  }
+  if (!cli.stage.empty()) spec.stage = cli.stage;
+  if (!cli.baseline.empty()) spec.baseline = cli.baseline;
+  if (!cli.metric.empty()) spec.metric = cli.metric;
+  if (!cli.out.empty()) spec.out = cli.out;
+  if (spec.seeds.empty()) return absl::InvalidArgumentError("an ablation needs at least one seed");
+  return spec;
+}
+
+// `value` as it reads in a variant's label.
+std::string ValueText(const CNode& value) {
+  return value.is_string() ? value.as_string() : ToTomlValue(value);
+}
+
+void SetAtPath(CNode& root, const std::string& dotted, CNode value) {
+  CNode* node = &root;
+  const std::vector<std::string> keys = absl::StrSplit(dotted, '.');
+  for (size_t i = 0; i + 1 < keys.size(); ++i) {
+    CNode* next = node->Get(keys[i]);
+    if (next == nullptr || !next->is_table()) {
+      next = &node->table().insert_or_assign(keys[i], CNode(CTable{}, value.loc())).first->second;
+    }
+    node = next;
+  }
+  node->table().insert_or_assign(keys.back(), std::move(value));
+}
+
+// Applies one grid value to the config of the ablated stage.
+absl::Status ApplyGridValue(CNode& root, bool single_stage, const std::string& stage,
+                            const std::string& key, const CNode& value, const Registry& registry) {
+  const bool absolute = key.rfind("stages.", 0) == 0;
+  const std::string path =
+      absolute || single_stage ? key : absl::StrCat("stages.", stage, ".", key);
+  if (value.is_string() && !absolute) {
+    // The stage's current value of `key`: the common config with the stage's table on top.
+    CNode view = root;
+    for (const char* k : kPipelineKeys) view.table().erase(k);
+    if (!single_stage) MergeInto(view, *FindPath(root, absl::StrCat("stages.", stage)));
+    const CNode* current = FindPath(view, key);
+    const CNode* type = current ? current->Get("type") : nullptr;
+    if (type != nullptr && type->is_string()) {
+      // A bare name for a component: swap the type, keep the options the new component takes.
+      const std::vector<const ComponentInfo*> old = registry.FindAnyKind(type->as_string());
+      if (!old.empty()) {
+        auto found = registry.Find(old.front()->kind, value.as_string());
+        if (!found.ok()) return At(value.loc(), key, found.status().message());
+        CNode swapped(CTable{}, value.loc());
+        swapped.table().emplace("type", CNode((*found)->QualifiedName(), value.loc()));
+        for (const auto& [option, setting] : current->table()) {
+          if (option != "type" && (*found)->schema.Find(option) != nullptr) {
+            swapped.table().emplace(option, setting);
+          }
+        }
+        SetAtPath(root, path, std::move(swapped));
+        return absl::OkStatus();
+      }
+    }
+  }
+  SetAtPath(root, path, value);
+  return absl::OkStatus();
+}
+
+std::string CsvField(const std::string& text) {
+  if (text.find_first_of(",\"\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+// The ablated stage and its dependencies, transitively.
+std::vector<const StageConfig*> StagesOfRun(const AblationRun& run) {
+  std::vector<const StageConfig*> out;
+  std::vector<std::string> pending = {run.target};
+  std::set<std::string> seen;
+  while (!pending.empty()) {
+    const std::string name = pending.back();
+    pending.pop_back();
+    if (!seen.insert(name).second) continue;
+    const StageConfig* stage = run.config.FindStage(name);
+    if (stage == nullptr) continue;
+    out.push_back(stage);
+    pending.insert(pending.end(), stage->deps.begin(), stage->deps.end());
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<AblationPlan> PlanAblation(Host& host, const fs::path& file,
+                                          const std::vector<std::string>& overrides,
+                                          const std::vector<std::string>& plugin_paths,
+                                          const AblationCli& cli) {
+  KD_ASSIGN_OR_RETURN(CNode root, LoadConfig(file, overrides));
+  KD_RETURN_IF_ERROR(host.LoadPluginsFor(root, file, plugin_paths));
+  CNode ablation(CTable{}, root.loc());
+  if (const CNode* table = root.Get("ablation")) {
+    if (!table->is_table()) return At(table->loc(), "ablation", "expected a table");
+    ablation = *table;
+  }
+  AblationPlan plan;
+  KD_ASSIGN_OR_RETURN(plan.spec, ReadSpec(std::move(ablation), host.registry(), cli));
+  root.table().erase("ablation");
+
+  // The stage to ablate.
+  const CNode* pipeline = root.Get("pipeline");
+  const bool single_stage = pipeline == nullptr;
+  std::string stage = plan.spec.stage;
+  if (single_stage) {
+    if (!stage.empty() && stage != "main") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.string(), " is a single stage (\"main\"), so there is no stage '",
+                       stage, "' to ablate"));
+    }
+    stage = "main";
+  } else {
+    std::vector<std::string> names;
+    if (pipeline->is_array()) {
+      for (const CNode& name : pipeline->array()) {
+        if (name.is_string()) names.push_back(name.as_string());
+      }
+    }
+    if (stage.empty() && !names.empty()) stage = names.back();
+    if (std::find(names.begin(), names.end(), stage) == names.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("no stage '", stage, "' to ablate in ", file.string(),
+                       " (stages: ", absl::StrJoin(names, ", "), ")"));
+    }
+  }
+
+  // Every combination of the axes, in order, each with every seed.
+  std::vector<std::vector<const CNode*>> combinations = {{}};
+  for (const GridAxis& axis : plan.spec.axes) {
+    std::vector<std::vector<const CNode*>> next;
+    for (const auto& partial : combinations) {
+      for (const CNode& value : axis.values) {
+        auto extended = partial;
+        extended.push_back(&value);
+        next.push_back(std::move(extended));
+      }
+    }
+    combinations = std::move(next);
+  }
+  int index = 0;
+  for (const auto& combination : combinations) {
+    std::vector<std::string> parts;
+    for (size_t a = 0; a < combination.size(); ++a) {
+      parts.push_back(absl::StrCat(plan.spec.axes[a].key, "=", ValueText(*combination[a])));
+    }
+    const std::string variant =
+        parts.empty() ? std::string("(config)") : absl::StrJoin(parts, ", ");
+    plan.variants.push_back(variant);
+    for (int64_t seed : plan.spec.seeds) {
+      CNode variant_root = root;
+      for (size_t a = 0; a < combination.size(); ++a) {
+        KD_RETURN_IF_ERROR(ApplyGridValue(variant_root, single_stage, stage, plan.spec.axes[a].key,
+                                          *combination[a], host.registry()));
+      }
+      const std::string seed_path = plan.spec.seed_pipeline || single_stage
+                                        ? "run.seed"
+                                        : absl::StrCat("stages.", stage, ".run.seed");
+      SetAtPath(variant_root, seed_path,
+                CNode(seed, SourceLoc{std::make_shared<const std::string>("--seeds"), 0, 0}));
+      auto config = ResolveLoadedConfig(host, std::move(variant_root), file);
+      if (!config.ok()) {
+        return Annotate(config.status(),
+                        absl::StrCat("ablation variant '", variant, "' (seed ", seed, ")"));
+      }
+      AblationRun run;
+      run.index = ++index;
+      run.variant = variant;
+      run.seed = seed;
+      run.target = stage;
+      run.config = *std::move(config);
+      plan.runs.push_back(std::move(run));
+    }
+  }
+  if (!plan.spec.baseline.empty() && std::find(plan.variants.begin(), plan.variants.end(),
+                                               plan.spec.baseline) == plan.variants.end()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "baseline '", plan.spec.baseline, "' is not a variant of this ablation (they are: ",
+        absl::StrJoin(plan.variants, "; "), ")"));
+  }
+  plan.out = plan.spec.out.empty() ? plan.runs.front().config.work_dir / "ablation" : plan.spec.out;
+  for (AblationRun& run : plan.runs) {
+    run.record = plan.out / "runs" / absl::StrFormat("%03d-seed%d", run.index, run.seed);
+  }
+  return plan;
+}
+
+std::string DescribePlan(const AblationPlan& plan) {
+  std::string out = absl::StrFormat(
+      "ablation of stage '%s': %d variant(s) x %d seed(s) = %d runs; results in %s\n",
+      plan.runs.front().target, plan.variants.size(), plan.spec.seeds.size(), plan.runs.size(),
+      plan.out.string());
+  std::map<fs::path, std::vector<int>> users;
+  std::map<fs::path, std::string> names;
+  for (const AblationRun& run : plan.runs) {
+    const StageConfig* target = run.config.FindStage(run.target);
+    absl::StrAppendFormat(&out, "  run %03d  seed %-3d %-40s -> %s\n", run.index, run.seed,
+                          run.variant, target->dir.string());
+    for (const StageConfig* stage : StagesOfRun(run)) {
+      users[stage->dir].push_back(run.index);
+      names[stage->dir] = stage->name;
+    }
+  }
+  absl::StrAppend(&out, "stages:\n");
+  for (const auto& [dir, runs] : users) {
+    std::error_code ec;
+    const bool done = fs::exists(dir / "summary.toml", ec);
+    const bool started = fs::exists(dir / "state" / "train_state.pt", ec);
+    absl::StrAppendFormat(&out, "  %-16s %-50s %s, used by %d run(s)%s\n", names[dir], dir.string(),
+                          done      ? "finished: reused"
+                          : started ? "unfinished: resumed"
+                                    : "to run",
+                          runs.size(), runs.size() > 1 ? " (computed once)" : "");
+  }
+  return out;
+}
+
+absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan, bool progress,
+                                            int64_t stop_after_steps, const std::string& python,
+                                            const fs::path& plot_script) {
+  struct Row {
+    const AblationRun* run;
+    std::string status, error;
+    double seconds = 0, wall = 0;
+    std::vector<MetricValue> metrics;
+    std::vector<std::string> headline;
+    fs::path stage_dir;
+  };
+  std::vector<Row> rows;
+  std::map<std::string, int> trained, reused;  // stage directory -> count
+  AblationOutcome outcome;
+  KD_RETURN_IF_ERROR(EnsureDir(plan.out));
+  KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "plan.txt", DescribePlan(plan)));
+  Progress printer("", 0, progress);
+  for (const AblationRun& run : plan.runs) {
+    printer.Line(absl::StrFormat("== ablation run %03d/%03d: %s, seed %d", run.index,
+                                 plan.runs.size(), run.variant, run.seed));
+    Row row;
+    row.run = &run;
+    const StageConfig* target = run.config.FindStage(run.target);
+    row.stage_dir = target->dir;
+    KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "config.toml", ToToml(*target->config)));
+    RunOptions options;
+    options.only = {run.target};
+    options.progress = progress;
+    options.stop_after_steps = stop_after_steps;
+    const auto started = std::chrono::steady_clock::now();
+    auto results = RunPipeline(host, run.config, options);
+    row.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!results.ok()) {
+      row.status = "failed";
+      row.error = std::string(results.status().message());
+      ++outcome.failed;
+      printer.Line(absl::StrCat("run ", run.index, " failed: ", row.error));
+    } else {
+      // A dependency interrupted before the ablated stage leaves the run interrupted too.
+      row.status = "interrupted";
+      for (const StageResult& r : *results) {
+        if (r.status == "reused") ++reused[r.dir.string()];
+        if (r.status == "trained" || r.status == "computed") ++trained[r.dir.string()];
+        if (r.name != run.target) continue;
+        row.status = r.status == "interrupted" ? "interrupted" : "done";
+        row.seconds = r.seconds;
+        row.metrics = r.metrics;
+        row.headline = r.headline;
+      }
+    }
+    CTable record;
+    record.emplace("variant", CNode(run.variant));
+    record.emplace("seed", CNode(run.seed));
+    record.emplace("status", CNode(row.status));
+    record.emplace("error", CNode(row.error));
+    record.emplace("stage_dir", CNode(row.stage_dir.string()));
+    KD_RETURN_IF_ERROR(
+        WriteFileAtomic(run.record / "result.toml", ToToml(CNode(std::move(record)))));
+    rows.push_back(std::move(row));
+  }
+
+  // results.csv: every final metric of every run.
+  std::vector<std::string> metric_names, headline;
+  for (const Row& row : rows) {
+    for (const MetricValue& m : row.metrics) {
+      if (std::find(metric_names.begin(), metric_names.end(), m.name) == metric_names.end()) {
+        metric_names.push_back(m.name);
+      }
+    }
+    for (const std::string& name : row.headline) {
+      if (std::find(headline.begin(), headline.end(), name) == headline.end())
+        headline.push_back(name);
+    }
+  }
+  std::string csv = "run,variant,seed,status,seconds,wall_seconds,stage_dir";
+  for (const std::string& name : metric_names) absl::StrAppend(&csv, ",", CsvField(name));
+  absl::StrAppend(&csv, ",error\n");
+  for (const Row& row : rows) {
+    absl::StrAppend(&csv, row.run->index, ",", CsvField(row.run->variant), ",", row.run->seed, ",",
+                    row.status, ",", absl::StrFormat("%.1f", row.seconds), ",",
+                    absl::StrFormat("%.1f", row.wall), ",", CsvField(row.stage_dir.string()));
+    for (const std::string& name : metric_names) {
+      auto it = std::find_if(row.metrics.begin(), row.metrics.end(),
+                             [&](const MetricValue& m) { return m.name == name; });
+      absl::StrAppend(&csv, ",", it == row.metrics.end() ? "" : absl::StrFormat("%.6g", it->value));
+    }
+    absl::StrAppend(&csv, ",", CsvField(row.error), "\n");
+  }
+  KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "results.csv", csv));
+  outcome.files.push_back(plan.out / "results.csv");
+
+  // results.md: mean ± std per variant over its finished runs.
+  const std::string main_metric = !plan.spec.metric.empty() ? plan.spec.metric
+                                  : headline.empty()        ? ""
+                                                            : headline.front();
+  std::vector<std::string> columns = {main_metric};
+  for (const std::string& name : headline) {
+    if (name != main_metric) columns.push_back(name);
+  }
+  if (!main_metric.empty() &&
+      std::find(metric_names.begin(), metric_names.end(), main_metric) == metric_names.end() &&
+      !metric_names.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "main metric '", main_metric,
+        "' is not reported by the runs (they report: ", absl::StrJoin(metric_names, ", "), ")"));
+  }
+  const std::string baseline =
+      plan.spec.baseline.empty() ? plan.variants.front() : plan.spec.baseline;
+  std::map<std::string, std::map<std::string, std::pair<double, double>>> stats;
+  std::map<std::string, int> finished;
+  for (const std::string& variant : plan.variants) {
+    for (const std::string& name : columns) {
+      std::vector<double> values;
+      for (const Row& row : rows) {
+        if (row.run->variant != variant || row.status != "done") continue;
+        for (const MetricValue& m : row.metrics) {
+          if (m.name == name) values.push_back(m.value);
+        }
+      }
+      stats[variant][name] = MeanStd(values);
+      finished[variant] = static_cast<int>(values.size());
+    }
+  }
+  std::map<std::string, std::string> best;  // metric -> variant with the highest mean
+  for (const std::string& name : columns) {
+    double top = -std::numeric_limits<double>::infinity();
+    for (const std::string& variant : plan.variants) {
+      const double mean = stats[variant][name].first;
+      if (!std::isnan(mean) && mean > top) {
+        top = mean;
+        best[name] = variant;
+      }
+    }
+  }
+  std::vector<std::string> seeds;
+  for (int64_t s : plan.spec.seeds) seeds.push_back(std::to_string(s));
+  std::string md = absl::StrCat(
+      "# Ablation of stage `", plan.runs.front().target, "`\n\nConfig `",
+      plan.runs.front().config.file.string(), "`; seeds ", absl::StrJoin(seeds, ", "),
+      "; mean ± sample standard deviation over the finished runs of each variant; **bold**: the "
+      "best mean of a column (higher is better); Δ: difference of the main metric (",
+      main_metric, ") to the baseline `", baseline, "`.\n\n| variant | runs |");
+  for (const std::string& name : columns) absl::StrAppend(&md, " ", name, " |");
+  absl::StrAppend(&md, " Δ ", main_metric, " |\n|---|---|");
+  for (size_t i = 0; i <= columns.size(); ++i) absl::StrAppend(&md, "---|");
+  absl::StrAppend(&md, "\n");
+  const double baseline_mean = stats[baseline][main_metric].first;
+  for (const std::string& variant : plan.variants) {
+    absl::StrAppend(&md, "| ", variant, variant == baseline ? " (baseline)" : "", " | ",
+                    finished[variant], "/", plan.spec.seeds.size(), " |");
+    for (const std::string& name : columns) {
+      const auto [mean, std] = stats[variant][name];
+      std::string cell = std::isnan(mean) ? "-" : absl::StrFormat("%.2f ± %.2f", mean, std);
+      if (best[name] == variant) cell = absl::StrCat("**", cell, "**");
+      absl::StrAppend(&md, " ", cell, " |");
+    }
+    const double mean = stats[variant][main_metric].first;
+    absl::StrAppend(&md, " ",
+                    variant == baseline || std::isnan(mean) || std::isnan(baseline_mean)
+                        ? std::string("-")
+                        : absl::StrFormat("%+.2f", mean - baseline_mean),
+                    " |\n");
+  }
+  std::string failures;
+  for (const Row& row : rows) {
+    if (row.status != "failed") continue;
+    absl::StrAppend(&failures, "- run ", row.run->index, " (", row.run->variant, ", seed ",
+                    row.run->seed, "): ", row.error, "\n");
+  }
+  if (!failures.empty()) absl::StrAppend(&md, "\nFailed runs:\n\n", failures);
+  KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "results.md", md));
+  outcome.files.push_back(plan.out / "results.md");
+
+  // What was computed once and reused.
+  std::string sharing;
+  for (const auto& [dir, count] : reused) {
+    absl::StrAppend(&sharing, "  reused ", count, " time(s): ", dir,
+                    trained.count(dir) ? " (computed in this ablation)" : " (computed before)",
+                    "\n");
+  }
+  outcome.summary =
+      absl::StrCat(md, sharing.empty() ? "" : "\nstages shared between runs:\n", sharing);
+
+  // Plots, drawn by matplotlib through the plotting script.
+  std::error_code ec;
+  const bool any_done =
+      std::any_of(rows.begin(), rows.end(), [](const Row& row) { return row.status == "done"; });
+  if (!any_done) {
+    // Nothing finished yet (an interrupted ablation): nothing to plot.
+  } else if (!fs::exists(plot_script, ec)) {
+    outcome.plot_error = absl::StrCat("the plotting script ", plot_script.string(), " is missing");
+  } else {
+    const std::string command =
+        absl::StrCat("'", python, "' '", plot_script.string(), "' --results '",
+                     (plan.out / "results.csv").string(), "' --metric '", main_metric,
+                     "' --baseline '", baseline, "' --out '", plan.out.string(), "' 2>&1");
+    FILE* pipe = popen(command.c_str(), "r");
+    std::string output;
+    if (pipe != nullptr) {
+      char buffer[4096];
+      size_t n;
+      while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+      const int status = pclose(pipe);
+      if (status != 0) {
+        outcome.plot_error = absl::StrCat("plotting with ", python, " failed: ", output,
+                                          " (set KD_PYTHON to a Python with matplotlib)");
+      }
+    } else {
+      outcome.plot_error = absl::StrCat("cannot run ", python);
+    }
+    for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipEmpty())) {
+      if (absl::StartsWith(line, "wrote ")) outcome.files.push_back(std::string(line.substr(6)));
+    }
+  }
+  return outcome;
+}
+
+}  // namespace kd::host

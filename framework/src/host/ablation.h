@@ -1,0 +1,88 @@
+// Ablations: one stage of a pipeline run over the cartesian product of a grid of settings and a
+// list of seeds, every run a pipeline of its own in a shared work directory, so that stages whose
+// resolved config is the same across runs (teachers, partitions) are computed once. Results come
+// back as results.csv, results.md and plots.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "host/config.h"
+#include "host/host.h"
+#include "host/pipeline.h"
+
+namespace kd::host {
+
+// The [ablation] table of a config.
+Schema AblationSchema();
+
+// One grid axis: a key (relative to the ablated stage unless it starts with "stages.") and its
+// values. A string value for a key that holds a component table swaps the component's type and
+// keeps the options the new component also takes.
+struct GridAxis {
+  std::string key;
+  std::vector<CNode> values;
+};
+
+struct AblationSpec {
+  std::string stage;           // the ablated stage ("" = the last one)
+  std::vector<int64_t> seeds;  // run.seed values
+  bool seed_pipeline = false;  // seeds apply to every stage, not only the ablated one
+  std::vector<GridAxis> axes;
+  std::string baseline;       // the variant the others are compared with ("" = the first)
+  std::string metric;         // the main metric ("" = the stage's first headline metric)
+  std::filesystem::path out;  // "" = <work_dir>/ablation
+};
+
+// The [ablation] table of a config, with command-line additions: `grid` entries "key=v1,v2,..."
+// (values parsed as TOML, or taken as strings), `seeds` "N" (0..N-1) or "a,b,c".
+struct AblationCli {
+  std::vector<std::string> grid;
+  std::string seeds, stage, baseline, metric, out;
+};
+
+struct AblationRun {
+  int index = 0;
+  std::string variant;  // "distiller=KD, distiller.weight=0.5"
+  int64_t seed = 0;
+  ResolvedConfig config;
+  std::string target;            // the ablated stage's name
+  std::filesystem::path record;  // <out>/runs/<index>-seed<seed>
+};
+
+struct AblationPlan {
+  AblationSpec spec;
+  std::vector<std::string> variants;  // in grid order
+  std::vector<AblationRun> runs;
+  std::filesystem::path out;
+};
+
+// Reads the grid (config and command line), loads the plugins, and resolves and validates every
+// run's config before anything runs: a bad grid is an error in the host's config format.
+absl::StatusOr<AblationPlan> PlanAblation(Host& host, const std::filesystem::path& file,
+                                          const std::vector<std::string>& overrides,
+                                          const std::vector<std::string>& plugin_paths,
+                                          const AblationCli& cli);
+
+// The runs, and for every stage they use whether it exists already and how many runs share it.
+std::string DescribePlan(const AblationPlan& plan);
+
+struct AblationOutcome {
+  int failed = 0;
+  std::string summary;                       // the results table and what was reused
+  std::vector<std::filesystem::path> files;  // results.csv, results.md, plots
+  std::string plot_error;                    // why the plots could not be drawn ("" when they were)
+};
+
+// Runs every run (resuming what is unfinished; a failed run is recorded and the others go on),
+// then writes the results and draws the plots with `python` running `plot_script`.
+absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan, bool progress,
+                                            int64_t stop_after_steps, const std::string& python,
+                                            const std::filesystem::path& plot_script);
+
+// Mean and sample standard deviation (0 for fewer than two values).
+std::pair<double, double> MeanStd(const std::vector<double>& values);
+
+}  // namespace kd::host

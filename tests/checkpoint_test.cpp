@@ -99,6 +99,57 @@ TEST_CASE("a damaged or foreign file is reported as such, not crashed on") {
   REQUIRE_FALSE(kd::host::LoadModelExport(dir / "absent.pt").ok());
 }
 
+TEST_CASE("a flipped bit in a checkpoint is detected or harmless, never a silently wrong load") {
+  const fs::path dir = kd::test::ScratchDir("ckpt_bitflip");
+  kd::host::ModelExport data;
+  data.model_config = "type = \"x::Y\"\n";
+  // A weight whose bytes are easy to find in the file: 64 copies of 1234.5f (0x449A5000).
+  data.state.emplace("w", torch::full({64}, 1234.5f));
+  data.state.emplace("b", torch::arange(8, torch::kFloat));
+  data.metrics = {{"mAP", 50.0}};
+  REQUIRE(kd::host::SaveModelExport(dir / "good.pt", data).ok());
+  const std::string bytes = *kd::host::ReadFile(dir / "good.pt");
+  auto good = kd::host::LoadModelExport(dir / "good.pt");
+  REQUIRE(good.ok());
+
+  // A bit flipped in the weight's data: the stored value changes, so the load must fail.
+  const std::string pattern("\x00\x50\x9a\x44\x00\x50\x9a\x44", 8);
+  const size_t data_at = bytes.find(pattern);
+  REQUIRE(data_at != std::string::npos);
+  std::string flipped = bytes;
+  flipped[data_at + 2] = static_cast<char>(flipped[data_at + 2] ^ 0x01);
+  kd::test::WriteText(dir / "flipped.pt", flipped);
+  auto bad = kd::host::LoadModelExport(dir / "flipped.pt");
+  REQUIRE(bad.status().code() == absl::StatusCode::kDataLoss);
+  INFO(bad.status().message());
+  REQUIRE_THAT(std::string(bad.status().message()),
+               Contains("flipped.pt: checksum mismatch") && Contains("Delete it"));
+
+  // A bit flipped anywhere: either the load fails with an error, or what it reads is exactly
+  // what was written (the byte was not content, e.g. a zip timestamp).
+  int detected = 0, harmless = 0;
+  for (size_t i = 0; i < bytes.size(); i += std::max<size_t>(1, bytes.size() / 400)) {
+    std::string copy = bytes;
+    copy[i] = static_cast<char>(copy[i] ^ (1 << (i % 8)));
+    kd::test::WriteText(dir / "any.pt", copy);
+    auto loaded = kd::host::LoadModelExport(dir / "any.pt");
+    if (!loaded.ok()) {
+      ++detected;
+      continue;
+    }
+    ++harmless;
+    INFO("byte " << i << " of " << bytes.size());
+    REQUIRE(loaded->model_config == good->model_config);
+    REQUIRE(loaded->state.size() == 2);
+    REQUIRE(torch::equal(loaded->state.at("w"), good->state.at("w")));
+    REQUIRE(torch::equal(loaded->state.at("b"), good->state.at("b")));
+    REQUIRE(loaded->metrics.size() == 1);
+    REQUIRE(loaded->metrics[0].value == 50.0);
+  }
+  REQUIRE(detected > 0);
+  WARN("bit flips detected: " << detected << ", harmless: " << harmless);
+}
+
 TEST_CASE("a training state round-trips position, optimizer bytes, RNG and best list") {
   const fs::path path = kd::test::ScratchDir("ckpt_state") / "state.pt";
   kd::host::TrainState s;

@@ -5,6 +5,7 @@
 #include "host/options_impl.h"
 #include "host/plugin_loader.h"
 #include "kd/abi.h"
+#include "kd/plugin.h"
 #include "test_support.h"
 
 using Catch::Matchers::Contains;
@@ -215,4 +216,27 @@ TEST_CASE("the search path puts --plugin-path first, then KD_PLUGIN_PATH, config
   REQUIRE(dirs[3] == "/env/b");
   REQUIRE(dirs[4] == "/config/dir");
   REQUIRE(dirs[5] == kd::host::DefaultPluginDir());
+}
+
+TEST_CASE("a plugin registering hundreds of components loads beside the others") {
+  kd::host::Host host;
+  host.loader().LoadAll({TestPluginDir()});
+  REQUIRE(host.registry().FindPlugin("test_many") != nullptr);
+  REQUIRE(host.registry().FindPlugin("test_good") != nullptr);
+  size_t from_many = 0;
+  for (const kd::ComponentInfo* info : host.registry().List(kd::Kind::kLoss)) {
+    if (info->plugin == "test_many") ++from_many;
+  }
+  REQUIRE(from_many == 600);
+
+  kd::BuildContext ctx(host.registry(), torch::kCPU);
+  kd::host::CNode table(kd::host::CTable{},
+                        kd::host::SourceLoc{std::make_shared<const std::string>("c.toml"), 1, 1});
+  table.table().emplace("type", kd::host::CNode(std::string("Loss599")));
+  auto loss = std::dynamic_pointer_cast<kd::Loss>(
+      ctx.BuildComponent(kd::Kind::kLoss, kd::host::MakeOptions(std::move(table), "loss")));
+  REQUIRE(loss != nullptr);
+  // mean([1, 2, 3]) = 2, times 599.
+  const kd::TensorDict terms = loss->Forward({{"logits", torch::tensor({1.0, 2.0, 3.0})}}, {});
+  REQUIRE(terms.at("loss.scaled").item<double>() == Approx(1198.0));
 }

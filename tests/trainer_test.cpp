@@ -158,6 +158,51 @@ TEST_CASE("a finished stage is reused and changing only the student retrains onl
   REQUIRE(fs::exists(first->at(1).dir / "summary.toml"));  // earlier results stay
 }
 
+TEST_CASE("a finished stage directory holding another config's outputs is refused, not reused") {
+  const fs::path dir = kd::test::ScratchDir("stage_identity");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  const std::string work = "run.work_dir=" + (dir / "runs").string();
+  auto first = RunAll(dir / "c.toml", {work, "train.max_iters=4"});
+  REQUIRE(first.ok());
+  const fs::path stage_dir = first->front().dir;
+  const std::string config_text = *kd::host::ReadFile(stage_dir / "config.toml");
+  const std::string summary_text = *kd::host::ReadFile(stage_dir / "summary.toml");
+
+  // The config it was trained with was edited (or the directory copied from another run).
+  const size_t lr = config_text.find("lr = 0.1");
+  REQUIRE(lr != std::string::npos);
+  std::string edited = config_text;
+  edited.replace(lr, 8, "lr = 0.2");
+  kd::test::WriteText(stage_dir / "config.toml", edited);
+  auto refused = RunAll(dir / "c.toml", {work, "train.max_iters=4"});
+  REQUIRE_FALSE(refused.ok());
+  REQUIRE_THAT(std::string(refused.status().message()),
+               Contains((stage_dir / "config.toml").string() + " is not this stage's config") &&
+                   Contains("Move it away (or delete it)"));
+
+  // The summary names another stage's hash.
+  kd::test::WriteText(stage_dir / "config.toml", config_text);
+  const std::string hash_line = "hash = \"";
+  std::string foreign = summary_text;
+  const size_t at = foreign.find(hash_line);
+  REQUIRE(at != std::string::npos);
+  foreign.replace(at + hash_line.size(), 4, "0000");
+  kd::test::WriteText(stage_dir / "summary.toml", foreign);
+  refused = RunAll(dir / "c.toml", {work, "train.max_iters=4"});
+  REQUIRE_FALSE(refused.ok());
+  REQUIRE_THAT(std::string(refused.status().message()),
+               Contains("belongs to a stage with hash 0000"));
+  // Nothing was deleted or rewritten.
+  REQUIRE(*kd::host::ReadFile(stage_dir / "summary.toml") == foreign);
+  REQUIRE(fs::exists(stage_dir / "export" / "last.pt"));
+
+  // Restored, it is reused again.
+  kd::test::WriteText(stage_dir / "summary.toml", summary_text);
+  auto reused = RunAll(dir / "c.toml", {work, "train.max_iters=4"});
+  REQUIRE(reused.ok());
+  REQUIRE(reused->front().status == "reused");
+}
+
 TEST_CASE("a teacher from a stage that has not run is an error that says to run the pipeline") {
   const fs::path dir = kd::test::ScratchDir("teacher_missing");
   kd::test::WriteText(

@@ -1,12 +1,16 @@
 #include "host/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +23,16 @@ namespace {
 
 absl::Status Errno(absl::string_view what, const fs::path& path) {
   return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
+}
+
+// Fault injection for crash tests: KD_DEBUG_WRITE_DELAY_MS=N makes every atomic write pause N ms
+// halfway through writing its temporary file, so that a test can kill the process mid-write.
+int WriteDelayMs() {
+  static const int delay = [] {
+    const char* env = std::getenv("KD_DEBUG_WRITE_DELAY_MS");
+    return env != nullptr ? std::atoi(env) : 0;
+  }();
+  return delay;
 }
 
 }  // namespace
@@ -42,8 +56,15 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Errno("cannot create", tmp);
   size_t written = 0;
+  bool paused = WriteDelayMs() <= 0;
+  const size_t pause_at = data.size() / 2;
   while (written < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (!paused && written >= pause_at) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(WriteDelayMs()));
+      paused = true;
+    }
+    const size_t end = paused ? data.size() : pause_at;
+    const ssize_t n = ::write(fd, data.data() + written, end - written);
     if (n < 0) {
       if (errno == EINTR) continue;
       absl::Status status = Errno("cannot write", tmp);
@@ -73,6 +94,24 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
     ::close(dir_fd);
   }
   return absl::OkStatus();
+}
+
+int RemoveStaleTemporaries(const fs::path& dir) {
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const size_t mark = name.rfind(".tmp-");
+    if (mark == std::string::npos || mark == 0) continue;
+    const std::string digits = name.substr(mark + 5);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::atol(digits.c_str()));
+    // A writer that is still alive (possibly another process) keeps its file.
+    if (pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;
+    std::error_code remove_ec;
+    if (fs::remove(it->path(), remove_ec)) ++removed;
+  }
+  return removed;
 }
 
 absl::StatusOr<std::string> ReadFile(const fs::path& path) {

@@ -13,6 +13,10 @@
 namespace kd::host {
 
 absl::Status WriteFileAtomic(const std::filesystem::path& path, absl::string_view data);
+// Removes the temporary files (<name>.tmp-<pid>) that writers killed midway left in `dir`; files
+// of a live process are kept. Returns how many were removed.
+int RemoveStaleTemporaries(const std::filesystem::path& dir);
+
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
 absl::Status EnsureDir(const std::filesystem::path& dir);
 

@@ -179,6 +179,8 @@ absl::StatusOr<std::vector<Expansion>> Expand(const std::string& name, const CNo
   return out;
 }
 
+}  // namespace
+
 std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
                       const std::vector<StageConfig>& done) {
   CNode copy = config;
@@ -197,8 +199,6 @@ std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
   }
   return StableHash(text);
 }
-
-}  // namespace
 
 absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
                                              const std::vector<std::string>& overrides,

@@ -45,6 +45,11 @@ struct ResolvedConfig {
   std::vector<const StageConfig*> FindStages(absl::string_view name) const;
 };
 
+// The hash that keys a stage's directory: its config without the hash-neutral keys, and the
+// hashes of the stages in `deps` (looked up in `done`).
+std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
+                      const std::vector<StageConfig>& done);
+
 // Top-level keys that describe the pipeline rather than a stage; stages never see them.
 inline constexpr const char* kPipelineKeys[] = {"pipeline", "stages", "ablation"};
 

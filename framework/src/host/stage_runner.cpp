@@ -68,6 +68,36 @@ absl::StatusOr<StageResult> ReadSummary(const StageConfig& stage, const fs::path
   return result;
 }
 
+// A finished stage directory is reused only if it holds this stage's outputs: the hash in its
+// summary and the hash of the config it was trained with must both be this stage's hash.
+absl::Status VerifyStageDir(const StageConfig& stage, const ResolvedConfig& config,
+                            const fs::path& summary) {
+  const std::string fix =
+      "; the directory was copied, renamed or edited. Move it away (or delete it) and run "
+      "again to retrain the stage";
+  KD_ASSIGN_OR_RETURN(CNode root, ParseTomlFile(summary));
+  const CNode* hash = root.Get("hash");
+  if (hash == nullptr || !hash->is_string() || hash->as_string() != stage.hash) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "stage '", stage.name, "': ", summary.string(), " belongs to a stage with hash ",
+        hash != nullptr && hash->is_string() ? hash->as_string() : std::string("(none)"), ", not ",
+        stage.hash, fix));
+  }
+  const fs::path trained_with = stage.dir / "config.toml";
+  std::error_code ec;
+  if (fs::exists(trained_with, ec)) {
+    KD_ASSIGN_OR_RETURN(CNode saved, ParseTomlFile(trained_with));
+    const std::string saved_hash = HashStage(saved, stage.deps, config.stages);
+    if (saved_hash != stage.hash) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("stage '", stage.name, "': ", trained_with.string(),
+                       " is not this stage's config (it hashes to ", saved_hash, ", the stage to ",
+                       stage.hash, ")", fix));
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsFileName(absl::string_view name) {
   return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
@@ -174,6 +204,7 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
     const fs::path summary = stage.dir / "summary.toml";
     std::error_code ec;
     if (fs::exists(summary, ec)) {
+      KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
       KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
       progress.Line(
           absl::StrFormat("[%s] complete in %s; reusing it", stage.name, stage.dir.string()));

@@ -502,6 +502,11 @@ void Trainer::Restore(const TrainState& s) {
       ema_[i].copy_(it->second);
     }
   }
+  if (absl::Status zip = CheckZipArchive(s.optimizer); !zip.ok()) {
+    throw Error(absl::DataLossError(
+        absl::StrCat(source, ": the optimizer state is damaged (", zip.message(),
+                     "); delete the file to start the stage over, or run with --fresh")));
+  }
   torch::serialize::InputArchive archive;
   std::istringstream bytes(s.optimizer);
   archive.load_from(bytes, device_);
@@ -676,6 +681,12 @@ TrainOutcome Trainer::Run() {
   const bool bench = options_.bench_steps > 0;
   const fs::path state_path = stage_.dir / "state" / "train_state.pt";
   std::error_code ec;
+  if (!bench) {
+    // Temporaries of a run that was killed mid-write; the files they were replacing are intact.
+    for (const fs::path& dir : {stage_.dir, stage_.dir / "state", stage_.dir / "export"}) {
+      RemoveStaleTemporaries(dir);
+    }
+  }
   const bool restored = !bench && !options_.fresh && fs::exists(state_path, ec);
   if (restored) Restore(ValueOrThrow(LoadTrainState(state_path)));
   std::string initialised;

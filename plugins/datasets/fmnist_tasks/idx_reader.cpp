@@ -37,9 +37,10 @@ absl::Status FileError(const fs::path& path, absl::string_view message) {
   return absl::InvalidArgumentError(absl::StrCat(path.string(), ": ", message));
 }
 
-// Reads exactly `size` bytes; a short read is a truncated file.
+// Reads exactly `size` bytes; a short read is a truncated file. `offset` and `expected` place
+// the read within a larger one, for the message.
 absl::Status ReadExactly(gzFile file, const fs::path& path, uint8_t* out, uint64_t size,
-                         absl::string_view what) {
+                         absl::string_view what, uint64_t offset = 0, uint64_t expected = 0) {
   uint64_t done = 0;
   while (done < size) {
     // gzread takes an unsigned int and returns an int, hence the chunks.
@@ -51,8 +52,9 @@ absl::Status ReadExactly(gzFile file, const fs::path& path, uint8_t* out, uint64
       return FileError(path, absl::StrCat("cannot decompress: ", message));
     }
     if (n == 0) {
-      return FileError(path, absl::StrCat("truncated: expected ", size, " bytes of ", what,
-                                          " but the file ends after ", done));
+      return FileError(
+          path, absl::StrCat("truncated: expected ", expected > 0 ? expected : size, " bytes of ",
+                             what, " but the file ends after ", offset + done));
     }
     done += static_cast<uint64_t>(n);
   }
@@ -96,8 +98,16 @@ absl::StatusOr<IdxFile> ReadIdxFile(const fs::path& path, uint32_t magic, absl::
     }
     idx.dims.push_back(size);
   }
-  idx.data.resize(total);
-  KD_RETURN_IF_ERROR(ReadExactly(file.get(), path, idx.data.data(), total, what));
+  // Grow the buffer as the data arrives, so that a header promising more than the file holds
+  // costs at most one chunk beyond the real data, not the promised size.
+  constexpr uint64_t kChunk = uint64_t{1} << 24;
+  for (uint64_t done = 0; done < total;) {
+    const uint64_t next = std::min(total - done, kChunk);
+    idx.data.resize(done + next);
+    KD_RETURN_IF_ERROR(
+        ReadExactly(file.get(), path, idx.data.data() + done, next, what, done, total));
+    done += next;
+  }
   uint8_t extra;
   if (gzread(file.get(), &extra, 1) != 0) {
     return FileError(path, absl::StrCat("has data after the ", total, " bytes of ", what,

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "coco2014.h"
 #include "json_reader.h"
 #include "kd/error.h"
 #include "labelled_images.h"
@@ -208,7 +209,8 @@ absl::StatusOr<LabelledImages> LabelImages(const CocoInstances& instances, const
   return data;
 }
 
-// The labelled images of one split's instances file.
+}  // namespace
+
 absl::StatusOr<LabelledImages> ReadCoco(const fs::path& path, const std::string& order,
                                         const fs::path& image_dir) {
   std::ifstream in(path, std::ios::binary);
@@ -230,6 +232,8 @@ absl::StatusOr<LabelledImages> ReadCoco(const fs::path& path, const std::string&
   if (!instances.ok()) return instances.status();
   return LabelImages(*instances, order, json, image_dir);
 }
+
+namespace {
 
 std::shared_ptr<kd::Dataset> MakeCoco2014(const kd::Options& options, const kd::BuildContext& ctx) {
   const fs::path root = options.String("root");

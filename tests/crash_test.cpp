@@ -1,0 +1,206 @@
+// Crash safety: kdhost killed with SIGKILL at random points of a run, checkpoint writes included,
+// resumes every time to exactly the weights of a run that was never interrupted.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "host/checkpoint.h"
+#include "host/files.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The quickstart's student, shrunk to 24 steps with a progress line and a resumable state after
+// every step and an evaluation (and exports of an improved model) every 3.
+std::string TrainArgs(const fs::path& work_dir) {
+  return " train " +
+         (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+         " --stage student --set data.train.num_samples=256 --set data.val.num_samples=64"
+         " --set loader.batch_size=16 --set train.max_epochs=0 --set train.max_iters=24"
+         " --set train.checkpoint_interval=1 --set train.val_interval=3 --set train.log_interval=1"
+         " --set run.work_dir=" +
+         work_dir.string();
+}
+
+// The one stage directory under `work_dir` (empty until the run creates it).
+fs::path StageDir(const fs::path& work_dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(work_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory() && it->path().filename().string().rfind("student-", 0) == 0)
+      return it->path();
+  }
+  return {};
+}
+
+bool HasTemporary(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().find(".tmp-") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// The last "step N/24" progress line in `log` after byte `from`; 0 if none.
+int64_t LastStep(const fs::path& log, size_t from) {
+  auto text = kd::host::ReadFile(log);
+  if (!text.ok() || text->size() <= from) return 0;
+  static const std::regex step(" step ([0-9]+)/24 ");
+  int64_t last = 0;
+  const std::string tail = text->substr(from);
+  for (std::sregex_iterator it(tail.begin(), tail.end(), step), end; it != end; ++it) {
+    last = std::stoll((*it)[1].str());
+  }
+  return last;
+}
+
+enum class KillAt { kTime, kStateWrite, kExportWrite };
+
+struct Attempt {
+  bool killed = false;
+  int exit_code = -1;
+};
+
+// Starts `command` (through `exec`, so the child is kdhost itself) with its output appended to
+// `log`, and kills it with SIGKILL once it has logged step `after_step` or a later one: `delay`
+// later (kTime), or while it writes a resumable state (kStateWrite) or a model export
+// (kExportWrite, in checkpoints/ or export/).
+Attempt RunAndKill(const std::string& command, const fs::path& log, const fs::path& work_dir,
+                   KillAt when, int64_t after_step, std::chrono::milliseconds delay) {
+  std::error_code ec;
+  const size_t log_start = fs::exists(log, ec) ? fs::file_size(log, ec) : 0;
+  const std::string shell_command = "exec " + command;  // no allocation after fork
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::execl("/bin/sh", "sh", "-c", shell_command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  Attempt attempt;
+  std::optional<Clock::time_point> reached;
+  while (true) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      attempt.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      return attempt;
+    }
+    if (!reached && LastStep(log, log_start) >= after_step) reached = Clock::now();
+    bool fire = false;
+    if (reached) {
+      const fs::path stage = StageDir(work_dir);
+      switch (when) {
+        case KillAt::kTime:
+          fire = Clock::now() - *reached >= delay;
+          break;
+        case KillAt::kStateWrite:
+          fire = HasTemporary(stage / "state");
+          break;
+        case KillAt::kExportWrite:
+          fire = HasTemporary(stage / "checkpoints") || HasTemporary(stage / "export");
+          break;
+      }
+    }
+    if (fire) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      attempt.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+      attempt.exit_code = attempt.killed ? 128 + SIGKILL : WEXITSTATUS(status);
+      return attempt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "kdhost killed with SIGKILL at 12 points, mid-write included, resumes to the same weights") {
+  const fs::path dir = kd::test::ScratchDir("crash_sigkill");
+  const std::string kdhost = kd::test::KdhostPath().string();
+
+  auto straight = kd::test::RunCommand(kdhost + TrainArgs(dir / "straight"));
+  INFO(straight.output);
+  REQUIRE(straight.exit_code == 0);
+
+  // Every atomic write of the killed runs pauses 150 ms halfway, so that a kill can land in it.
+  const std::string killed_command =
+      "env KD_DEBUG_WRITE_DELAY_MS=150 " + kdhost + TrainArgs(dir / "killed");
+  const fs::path log = dir / "killed.log";
+  // 12 kill points: random steps in increasing order, each with a way to die.
+  std::mt19937 rng(2024);
+  std::uniform_int_distribution<int64_t> step(1, 23);
+  std::uniform_int_distribution<int> delay_ms(0, 200);
+  std::vector<int64_t> points;
+  for (int i = 0; i < 12; ++i) points.push_back(step(rng));
+  std::sort(points.begin(), points.end());
+  const KillAt ways[] = {KillAt::kTime, KillAt::kStateWrite, KillAt::kExportWrite};
+  int kills = 0, in_writes = 0;
+  bool finished = false;
+  for (size_t i = 0; i < points.size(); ++i) {
+    const KillAt when = ways[i % 3];
+    const Attempt result = RunAndKill(killed_command, log, dir / "killed", when, points[i],
+                                      std::chrono::milliseconds(delay_ms(rng)));
+    if (!result.killed) {
+      INFO(*kd::host::ReadFile(log));
+      REQUIRE(result.exit_code == 0);
+      finished = true;
+      break;
+    }
+    ++kills;
+    if (when != KillAt::kTime) ++in_writes;
+    // Whatever the kill interrupted, what is on disk loads.
+    const fs::path stage = StageDir(dir / "killed");
+    INFO("after kill " << kills << " at step " << points[i]);
+    if (!stage.empty() && fs::exists(stage / "state" / "train_state.pt")) {
+      REQUIRE(kd::host::LoadTrainState(stage / "state" / "train_state.pt").ok());
+    }
+    if (!stage.empty() && fs::exists(stage / "export" / "best.pt")) {
+      REQUIRE(kd::host::LoadModelExport(stage / "export" / "best.pt").ok());
+    }
+  }
+  REQUIRE(kills >= 10);
+  REQUIRE(in_writes >= 6);
+  if (!finished) {
+    auto resumed = kd::test::RunCommand(kdhost + TrainArgs(dir / "killed"));
+    INFO(resumed.output);
+    REQUIRE(resumed.exit_code == 0);
+    REQUIRE(std::regex_search(resumed.output, std::regex("\\nstudent +trained +24 ")));
+  }
+
+  const fs::path a = StageDir(dir / "straight"), b = StageDir(dir / "killed");
+  auto straight_export = kd::host::LoadModelExport(a / "export" / "last.pt");
+  auto killed_export = kd::host::LoadModelExport(b / "export" / "last.pt");
+  REQUIRE(straight_export.ok());
+  REQUIRE(killed_export.ok());
+  REQUIRE(straight_export->step == 24);
+  REQUIRE(killed_export->step == 24);
+  REQUIRE(straight_export->state.size() == killed_export->state.size());
+  for (const auto& [name, tensor] : straight_export->state) {
+    INFO(name);
+    REQUIRE(torch::equal(tensor, killed_export->state.at(name)));
+  }
+  REQUIRE(straight_export->metrics.front().value == killed_export->metrics.front().value);
+  // No temporaries of the killed writers are left behind.
+  REQUIRE_FALSE(HasTemporary(b / "state"));
+  REQUIRE_FALSE(HasTemporary(b / "export"));
+  REQUIRE_FALSE(HasTemporary(b));
+  WARN("kills: " << kills << " (" << in_writes << " during checkpoint or export writes)");
+}

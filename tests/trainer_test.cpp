@@ -241,6 +241,29 @@ TEST_CASE("a loss that turns NaN stops the stage and keeps the last good state")
   REQUIRE_FALSE(fs::exists(run->config.stages[0].dir / "summary.toml"));
 }
 
+TEST_CASE("out of memory in a step names the step and the batch and says what to change") {
+  const fs::path dir = kd::test::ScratchDir("out_of_memory");
+  kd::test::WriteText(dir / "c.toml", Config("", ""));
+  // Two micro-batches per step: the 11th training forward is in step 6, after the state of step 4.
+  auto result =
+      RunAll(dir / "c.toml", {"run.work_dir=" + (dir / "runs").string(), "model.oom_at_call=11"});
+  REQUIRE(result.status().code() == absl::StatusCode::kResourceExhausted);
+  const std::string message(result.status().message());
+  INFO(message);
+  REQUIRE_THAT(message, Contains("stage 'main': model forward: out of memory: Tried to allocate "
+                                 "2.00 GiB (test) (step 6 of 12, batches of 8 samples on cpu)") &&
+                            Contains("Lower loader.batch_size and raise train.accumulate to keep "
+                                     "the effective batch size (now 16)") &&
+                            Contains("the last resumable state is kept in "));
+  fs::path state;
+  for (const auto& entry : fs::directory_iterator(dir / "runs")) {
+    state = entry.path() / "state" / "train_state.pt";
+  }
+  auto saved = kd::host::LoadTrainState(state);
+  REQUIRE(saved.ok());
+  REQUIRE(saved->step == 4);
+}
+
 TEST_CASE("hooks see the start, every optimizer step and every epoch end") {
   const fs::path dir = kd::test::ScratchDir("hooks");
   kd::test::WriteText(dir / "c.toml", Config("", "[[hooks]]\ntype = \"testing::Recorder\"\n"));

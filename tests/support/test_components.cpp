@@ -40,12 +40,16 @@ class Synthetic : public Dataset {
 
 class Mlp : public Model {
  public:
-  explicit Mlp(const Options& o) {
+  explicit Mlp(const Options& o) : oom_at_call_(o.Int("oom_at_call")) {
     fc1_ = register_module("fc1", torch::nn::Linear(o.Int("in_dim"), o.Int("hidden")));
     dropout_ = register_module("dropout", torch::nn::Dropout(o.Float("dropout")));
     fc2_ = register_module("fc2", torch::nn::Linear(o.Int("hidden"), o.Int("out_dim")));
   }
   TensorDict Forward(const TensorDict& batch) override {
+    if (is_training() && ++calls_ == oom_at_call_) {
+      // What an allocator that ran out of device memory throws.
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "Tried to allocate 2.00 GiB (test)");
+    }
     torch::Tensor h = dropout_(torch::relu(fc1_(batch.at("image"))));
     return {{"logits", fc2_(h)}, {"feat.hidden", h}};
   }
@@ -53,6 +57,8 @@ class Mlp : public Model {
  private:
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
+  int64_t oom_at_call_ = 0;
+  int64_t calls_ = 0;
 };
 
 // One scalar parameter `w` (initialised to `init`); logits = w everywhere, so that the gradient of
@@ -187,7 +193,9 @@ void RegisterTestComponents(Registry& registry) {
             .Int("in_dim", 8, "inputs")
             .Int("hidden", 16, "hidden units")
             .Int("out_dim", 3, "outputs")
-            .Float("dropout", 0.0, "dropout probability"),
+            .Float("dropout", 0.0, "dropout probability")
+            .Int("oom_at_call", 0,
+                 "throw an out-of-memory error at this training forward call (1-based); 0: never"),
         [](const Options& o, const BuildContext&) { return std::make_shared<Mlp>(o); });
   r.Add(Kind::kModel, "Scalar", "one scalar parameter w; logits = w",
         Schema().Float("init", 0.0, "initial w").Int("out_dim", 3, "outputs"),

@@ -150,8 +150,13 @@ auto Guarded(const std::string& what, F&& f) -> decltype(f()) {
     return f();
   } catch (const Error& e) {
     throw Error(absl::Status(e.status().code(), absl::StrCat(what, ": ", e.status().message())));
+  } catch (const c10::OutOfMemoryError& e) {
+    throw Error(absl::ResourceExhaustedError(
+        absl::StrCat(what, ": out of memory: ", e.what_without_backtrace())));
   } catch (const c10::Error& e) {
     throw Error(absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace())));
+  } catch (const std::bad_alloc&) {
+    throw Error(absl::ResourceExhaustedError(absl::StrCat(what, ": out of host memory")));
   } catch (const std::exception& e) {
     throw Error(absl::InternalError(absl::StrCat(what, ": ", e.what())));
   }
@@ -722,166 +727,187 @@ TrainOutcome Trainer::Run() {
   Clock::time_point loop_start = Clock::now();
   const int64_t start_step = step_;
 
-  while (step_ < target && step_ < stop_at) {
-    const int64_t batches_this_epoch = steps_per_epoch_ * accumulate_;
-    auto epoch = train_loader_->Start(epoch_, batch_in_epoch_);
-    while (batch_in_epoch_ < batches_this_epoch && step_ < target && step_ < stop_at) {
-      Clock::time_point t0 = Clock::now();
-      std::optional<TensorDict> host_batch = epoch->Next();
-      if (!host_batch) break;
-      TensorDict batch = host_batch->To(device_, true);
-      sync();
-      Clock::time_point t1 = Clock::now();
-      const bool first_micro = batch_in_epoch_ % accumulate_ == 0;
-      if (first_micro) ApplySchedule();
-      TensorDict terms;
-      {
-        AutocastGuard autocast(autocast_, autocast_dtype_);
-        TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
-        terms = Guarded("loss " + root_.Sub("loss").Type(),
-                        [&] { return loss_->Forward(outputs, batch); });
-        if (distiller_) {
-          terms.Update(Guarded("distiller " + root_.Sub("distiller").Type(),
-                               [&] { return distiller_->Forward(batch, outputs, Info()); }));
-        }
-      }
-      torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
-      for (const auto& [name, value] : terms) {
-        if (value.numel() != 1) {
-          throw Error(absl::InvalidArgumentError(
-              absl::StrCat("stage '", stage_.name, "': loss term '", name, "' has shape ",
-                           c10::str(value.sizes()),
-                           "; losses and distillers must return scalar terms (reduce "
-                           "them, e.g. with .mean())")));
-        }
-        total = total + value.to(torch::kFloat).reshape({});
-      }
-      const double total_value = total.item<double>();
-      if (!std::isfinite(total_value)) {
-        std::vector<std::string> parts;
-        for (const auto& [name, value] : terms) {
-          parts.push_back(absl::StrFormat("%s=%g", name, value.item<double>()));
-        }
-        std::string kept = "no resumable state was written";
-        bool weights_finite = true;
-        for (const torch::Tensor& t : ModelTensors()) {
-          if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
-            weights_finite = false;
-        }
-        if (!bench && weights_finite) {
-          SaveState();
-          kept = absl::StrCat("the weights before this step (all finite) are saved in ",
-                              state_path.string());
-        } else if (fs::exists(state_path, ec)) {
-          kept = absl::StrCat("the last good state is ", state_path.string());
-        }
-        throw Error(absl::FailedPreconditionError(absl::StrFormat(
-            "stage '%s': the loss is not finite at step %d (%s); training stopped and %s. Lower "
-            "the "
-            "learning rate, set train.clip_grad_norm, or check the data and the loss",
-            stage_.name, step_ + 1, absl::StrJoin(parts, ", "), kept)));
-      }
-      sync();
-      Clock::time_point t2 = Clock::now();
-      torch::Tensor scaled = total / static_cast<double>(accumulate_);
-      if (scaler_) scaled = scaler_->Scale(scaled);
-      Guarded("backward", [&] { scaled.backward(); });
-      sync();
-      Clock::time_point t3 = Clock::now();
-      ++batch_in_epoch_;
-      for (const auto& [name, value] : terms)
-        window_terms[name] += value.item<double>() / accumulate_;
-      window_samples += BatchSize(batch);
-      if (batch_in_epoch_ % accumulate_ != 0) continue;
-
-      bool step_ok = true;
-      if (scaler_) step_ok = scaler_->Unscale(*optimizer_);
-      if (clip_ > 0 && step_ok) {
-        std::vector<torch::Tensor> params;
-        for (auto& group : optimizer_->param_groups()) {
-          for (auto& p : group.params()) params.push_back(p);
-        }
-        torch::nn::utils::clip_grad_norm_(params, clip_);
-      }
-      if (step_ok) optimizer_->step();
-      if (scaler_) scaler_->Update();
-      optimizer_->zero_grad();
-      if (!ema_.empty()) UpdateEma();
-      ++step_;
-      ++window_steps;
-      sync();
-      Clock::time_point t4 = Clock::now();
-      if (bench && step_ - start_step > std::min<int64_t>(2, options_.bench_steps / 4)) {
-        t_data += std::chrono::duration<double>(t1 - t0).count();
-        t_forward += std::chrono::duration<double>(t2 - t1).count();
-        t_backward += std::chrono::duration<double>(t3 - t2).count();
-        t_optimizer += std::chrono::duration<double>(t4 - t3).count();
-        timed_samples += BatchSize(batch) * accumulate_;
-      }
-      for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnIterEnd(Info(), *model_, terms); });
-      if (distiller_) Guarded("distiller", [&] { distiller_->OnIterEnd(Info(), *model_, terms); });
-
-      if (step_ % log_interval_ == 0 || step_ == target) {
-        const double elapsed = Seconds(window_start);
-        const double rate = elapsed > 0 ? window_samples / elapsed : 0;
-        const double per_step = Seconds(loop_start) / static_cast<double>(step_ - start_step);
-        std::vector<std::pair<std::string, double>> shown;
-        double loss_sum = 0;
-        for (const auto& [name, sum] : window_terms) {
-          shown.emplace_back(name, sum / window_steps);
-          loss_sum += sum / window_steps;
-        }
-        shown.insert(shown.begin(), {"loss", loss_sum});
-        const double lr = optimizer_->param_groups().front().options().get_lr();
-        progress_->Update(step_, epoch_, total_epochs_, shown, lr, rate,
-                          per_step * static_cast<double>(target - step_));
-        if (!bench) {
-          std::vector<std::pair<std::string, MetricsLog::Value>> record = {
-              {"stage", stage_.name},
-              {"kind", std::string("train")},
-              {"step", step_},
-              {"epoch", epoch_},
-              {"lr", lr},
-              {"samples_per_s", rate}};
-          for (const auto& [name, value] : shown) {
-            record.emplace_back(name, value);
-            tb_->AddScalar("train/" + name, value, step_);
+  // Out of memory during a step: say how big the batch was and what to change.
+  auto out_of_memory = [&](const Error& e) {
+    std::error_code exists_ec;
+    const std::string kept =
+        fs::exists(state_path, exists_ec)
+            ? absl::StrCat("the last resumable state is kept in ", state_path.string())
+            : std::string("no resumable state had been written yet");
+    return Error(absl::ResourceExhaustedError(absl::StrFormat(
+        "stage '%s': %s (step %d of %d, batches of %d samples on %s). Lower loader.batch_size and "
+        "raise train.accumulate to keep the effective batch size (now %d)%s; %s",
+        stage_.name, e.status().message(), step_ + 1, total_steps_,
+        train_loader_->options().batch_size, device_.str(),
+        train_loader_->options().batch_size * accumulate_,
+        device_.is_cuda() && !autocast_ ? ", or set train.amp = \"bf16\" or \"fp16\"" : "", kept)));
+  };
+  try {
+    while (step_ < target && step_ < stop_at) {
+      const int64_t batches_this_epoch = steps_per_epoch_ * accumulate_;
+      auto epoch = train_loader_->Start(epoch_, batch_in_epoch_);
+      while (batch_in_epoch_ < batches_this_epoch && step_ < target && step_ < stop_at) {
+        Clock::time_point t0 = Clock::now();
+        std::optional<TensorDict> host_batch = epoch->Next();
+        if (!host_batch) break;
+        TensorDict batch = host_batch->To(device_, true);
+        sync();
+        Clock::time_point t1 = Clock::now();
+        const bool first_micro = batch_in_epoch_ % accumulate_ == 0;
+        if (first_micro) ApplySchedule();
+        TensorDict terms;
+        {
+          AutocastGuard autocast(autocast_, autocast_dtype_);
+          TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
+          terms = Guarded("loss " + root_.Sub("loss").Type(),
+                          [&] { return loss_->Forward(outputs, batch); });
+          if (distiller_) {
+            terms.Update(Guarded("distiller " + root_.Sub("distiller").Type(),
+                                 [&] { return distiller_->Forward(batch, outputs, Info()); }));
           }
-          tb_->AddScalar("train/lr", lr, step_);
-          log_->Write(record);
         }
-        window_terms.clear();
-        window_steps = 0;
-        window_samples = 0;
-        window_start = Clock::now();
+        torch::Tensor total = torch::zeros({}, torch::TensorOptions().device(device_));
+        for (const auto& [name, value] : terms) {
+          if (value.numel() != 1) {
+            throw Error(absl::InvalidArgumentError(
+                absl::StrCat("stage '", stage_.name, "': loss term '", name, "' has shape ",
+                             c10::str(value.sizes()),
+                             "; losses and distillers must return scalar terms (reduce "
+                             "them, e.g. with .mean())")));
+          }
+          total = total + value.to(torch::kFloat).reshape({});
+        }
+        const double total_value = total.item<double>();
+        if (!std::isfinite(total_value)) {
+          std::vector<std::string> parts;
+          for (const auto& [name, value] : terms) {
+            parts.push_back(absl::StrFormat("%s=%g", name, value.item<double>()));
+          }
+          std::string kept = "no resumable state was written";
+          bool weights_finite = true;
+          for (const torch::Tensor& t : ModelTensors()) {
+            if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+              weights_finite = false;
+          }
+          if (!bench && weights_finite) {
+            SaveState();
+            kept = absl::StrCat("the weights before this step (all finite) are saved in ",
+                                state_path.string());
+          } else if (fs::exists(state_path, ec)) {
+            kept = absl::StrCat("the last good state is ", state_path.string());
+          }
+          throw Error(absl::FailedPreconditionError(absl::StrFormat(
+              "stage '%s': the loss is not finite at step %d (%s); training stopped and %s. Lower "
+              "the "
+              "learning rate, set train.clip_grad_norm, or check the data and the loss",
+              stage_.name, step_ + 1, absl::StrJoin(parts, ", "), kept)));
+        }
+        sync();
+        Clock::time_point t2 = Clock::now();
+        torch::Tensor scaled = total / static_cast<double>(accumulate_);
+        if (scaler_) scaled = scaler_->Scale(scaled);
+        Guarded("backward", [&] { scaled.backward(); });
+        sync();
+        Clock::time_point t3 = Clock::now();
+        ++batch_in_epoch_;
+        for (const auto& [name, value] : terms)
+          window_terms[name] += value.item<double>() / accumulate_;
+        window_samples += BatchSize(batch);
+        if (batch_in_epoch_ % accumulate_ != 0) continue;
+
+        bool step_ok = true;
+        if (scaler_) step_ok = scaler_->Unscale(*optimizer_);
+        if (clip_ > 0 && step_ok) {
+          std::vector<torch::Tensor> params;
+          for (auto& group : optimizer_->param_groups()) {
+            for (auto& p : group.params()) params.push_back(p);
+          }
+          torch::nn::utils::clip_grad_norm_(params, clip_);
+        }
+        if (step_ok) optimizer_->step();
+        if (scaler_) scaler_->Update();
+        optimizer_->zero_grad();
+        if (!ema_.empty()) UpdateEma();
+        ++step_;
+        ++window_steps;
+        sync();
+        Clock::time_point t4 = Clock::now();
+        if (bench && step_ - start_step > std::min<int64_t>(2, options_.bench_steps / 4)) {
+          t_data += std::chrono::duration<double>(t1 - t0).count();
+          t_forward += std::chrono::duration<double>(t2 - t1).count();
+          t_backward += std::chrono::duration<double>(t3 - t2).count();
+          t_optimizer += std::chrono::duration<double>(t4 - t3).count();
+          timed_samples += BatchSize(batch) * accumulate_;
+        }
+        for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnIterEnd(Info(), *model_, terms); });
+        if (distiller_)
+          Guarded("distiller", [&] { distiller_->OnIterEnd(Info(), *model_, terms); });
+
+        if (step_ % log_interval_ == 0 || step_ == target) {
+          const double elapsed = Seconds(window_start);
+          const double rate = elapsed > 0 ? window_samples / elapsed : 0;
+          const double per_step = Seconds(loop_start) / static_cast<double>(step_ - start_step);
+          std::vector<std::pair<std::string, double>> shown;
+          double loss_sum = 0;
+          for (const auto& [name, sum] : window_terms) {
+            shown.emplace_back(name, sum / window_steps);
+            loss_sum += sum / window_steps;
+          }
+          shown.insert(shown.begin(), {"loss", loss_sum});
+          const double lr = optimizer_->param_groups().front().options().get_lr();
+          progress_->Update(step_, epoch_, total_epochs_, shown, lr, rate,
+                            per_step * static_cast<double>(target - step_));
+          if (!bench) {
+            std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+                {"stage", stage_.name},
+                {"kind", std::string("train")},
+                {"step", step_},
+                {"epoch", epoch_},
+                {"lr", lr},
+                {"samples_per_s", rate}};
+            for (const auto& [name, value] : shown) {
+              record.emplace_back(name, value);
+              tb_->AddScalar("train/" + name, value, step_);
+            }
+            tb_->AddScalar("train/lr", lr, step_);
+            log_->Write(record);
+          }
+          window_terms.clear();
+          window_steps = 0;
+          window_samples = 0;
+          window_start = Clock::now();
+        }
+        if (!bench && !by_epoch_) {
+          const bool last = step_ == target;
+          MaybeEvaluateAndExport(last);
+          if (!last && IsDue(checkpoint_interval_, step_, false)) SaveState();
+        }
+        if (!bench && step_ == stop_at && stop_at < target) {
+          SaveState();
+          progress_->Finish();
+          TrainOutcome outcome;
+          outcome.steps = step_;
+          outcome.seconds = previous_seconds_ + Seconds(started_);
+          return outcome;
+        }
       }
-      if (!bench && !by_epoch_) {
-        const bool last = step_ == target;
-        MaybeEvaluateAndExport(last);
-        if (!last && IsDue(checkpoint_interval_, step_, false)) SaveState();
-      }
-      if (!bench && step_ == stop_at && stop_at < target) {
-        SaveState();
-        progress_->Finish();
-        TrainOutcome outcome;
-        outcome.steps = step_;
-        outcome.seconds = previous_seconds_ + Seconds(started_);
-        return outcome;
+      if (batch_in_epoch_ >= batches_this_epoch) {
+        Guarded("distiller/hooks at epoch end", [&] {
+          for (auto& hook : hooks_) hook->OnEpochEnd(Info(), *model_);
+          if (distiller_) distiller_->OnEpochEnd(Info(), *model_);
+        });
+        ++epoch_;
+        batch_in_epoch_ = 0;
+        if (!bench && by_epoch_) {
+          const bool last = step_ >= target;
+          MaybeEvaluateAndExport(last);
+          if (!last && IsDue(checkpoint_interval_, epoch_, false)) SaveState();
+        }
       }
     }
-    if (batch_in_epoch_ >= batches_this_epoch) {
-      Guarded("distiller/hooks at epoch end", [&] {
-        for (auto& hook : hooks_) hook->OnEpochEnd(Info(), *model_);
-        if (distiller_) distiller_->OnEpochEnd(Info(), *model_);
-      });
-      ++epoch_;
-      batch_in_epoch_ = 0;
-      if (!bench && by_epoch_) {
-        const bool last = step_ >= target;
-        MaybeEvaluateAndExport(last);
-        if (!last && IsDue(checkpoint_interval_, epoch_, false)) SaveState();
-      }
-    }
+  } catch (const Error& e) {
+    if (e.status().code() == absl::StatusCode::kResourceExhausted) throw out_of_memory(e);
+    throw;
   }
   progress_->Finish();
 

@@ -221,7 +221,7 @@ TEST_CASE("validation errors point at file:line:column and the key path") {
   };
   check("[model]\nhiden = 3\n",
         "patch.toml:2:9: model.hiden: unknown option for testing::Mlp; known: in_dim, hidden, "
-        "out_dim, dropout; did you mean hidden?");
+        "out_dim, dropout, oom_at_call; did you mean hidden?");
   check("[model]\nhidden = \"16\"\n",
         "patch.toml:2:10: model.hidden: expected int, got string \"16\"");
   check(

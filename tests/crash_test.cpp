@@ -2,7 +2,6 @@
 // resumes every time to exactly the weights of a run that was never interrupted.
 #include <catch2/catch.hpp>
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,14 +36,7 @@ std::string TrainArgs(const fs::path& work_dir) {
 }
 
 // The one stage directory under `work_dir` (empty until the run creates it).
-fs::path StageDir(const fs::path& work_dir) {
-  std::error_code ec;
-  for (fs::directory_iterator it(work_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory() && it->path().filename().string().rfind("student-", 0) == 0)
-      return it->path();
-  }
-  return {};
-}
+fs::path StageDir(const fs::path& work_dir) { return kd::test::StageDir(work_dir, "student"); }
 
 bool HasTemporary(const fs::path& dir) {
   std::error_code ec;
@@ -82,18 +74,7 @@ Attempt RunAndKill(const std::string& command, const fs::path& log, const fs::pa
                    KillAt when, int64_t after_step, std::chrono::milliseconds delay) {
   std::error_code ec;
   const size_t log_start = fs::exists(log, ec) ? fs::file_size(log, ec) : 0;
-  const std::string shell_command = "exec " + command;  // no allocation after fork
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    ::execl("/bin/sh", "sh", "-c", shell_command.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
+  const pid_t pid = kd::test::Spawn(command, log, /*append=*/true);
   Attempt attempt;
   std::optional<Clock::time_point> reached;
   while (true) {

@@ -142,3 +142,104 @@ TEST_CASE("samples of different shapes cannot be stacked and the error says whic
       kd::StackCollate(samples),
       Contains("cannot collate 'image': sample 1 has shape [3, 2] but sample 0 has [2, 2]"));
 }
+
+namespace {
+
+// Sample i is an image of shape [2] except `odd`, which is [3] (or a double tensor).
+class OddSampleDataset : public kd::Dataset {
+ public:
+  OddSampleDataset(int64_t odd, bool wrong_dtype) : odd_(odd), wrong_dtype_(wrong_dtype) {}
+  int64_t Size() const override { return 8; }
+  kd::TensorDict Get(int64_t index, kd::Rng&) const override {
+    if (index != odd_) return {{"image", torch::zeros({2})}};
+    return {{"image", wrong_dtype_ ? torch::zeros({2}, torch::kDouble) : torch::zeros({3})}};
+  }
+
+ private:
+  int64_t odd_;
+  bool wrong_dtype_;
+};
+
+std::vector<int64_t> Indices(const std::vector<kd::TensorDict>& batches) {
+  std::vector<int64_t> out;
+  for (const kd::TensorDict& b : batches) {
+    if (b.empty()) continue;
+    const torch::Tensor index = b.at("index");
+    for (int64_t i = 0; i < index.size(0); ++i) out.push_back(index[i].item<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a sample of the wrong shape or dtype is named by its dataset index") {
+  kd::host::LoaderOptions o = Options(0, false);
+  kd::host::DataLoader shape(std::make_shared<OddSampleDataset>(6, false), o);
+  auto it = shape.Start(0);
+  REQUIRE(it->Next().has_value());
+  REQUIRE_THROWS_WITH(it->Next(), Contains("dataset sample 6 has 'image' Float[3], sample 4 has "
+                                           "Float[2]"));
+  kd::host::DataLoader dtype(std::make_shared<OddSampleDataset>(1, true), o);
+  REQUIRE_THROWS_WITH(dtype.Start(0)->Next(),
+                      Contains("dataset sample 1 has 'image' Double[2], sample 0 has Float[2]"));
+}
+
+TEST_CASE(
+    "data-parallel training shards: the ranks' batches k together are batch k of one process") {
+  // 23 samples, 2 x 4 per rank and 3 ranks: global batches of 12, the last one of 11 split 4/4/3.
+  auto dataset = std::make_shared<CountingDataset>(23);
+  kd::host::LoaderOptions single = Options(0);
+  single.batch_size = 12;
+  const std::vector<kd::TensorDict> reference = Epoch(kd::host::DataLoader(dataset, single), 2);
+  REQUIRE(reference.size() == 2);
+  std::vector<std::vector<kd::TensorDict>> per_rank;
+  for (int rank = 0; rank < 3; ++rank) {
+    kd::host::LoaderOptions o = Options(rank == 1 ? 2 : 0);
+    o.rank = rank;
+    o.ranks = 3;
+    kd::host::DataLoader loader(dataset, o);
+    REQUIRE(loader.BatchesPerEpoch() == 2);
+    per_rank.push_back(Epoch(loader, 2));
+    REQUIRE(per_rank.back().size() == 2);
+    REQUIRE(per_rank.back()[1].at("index").size(0) == (rank < 2 ? 4 : 3));
+  }
+  for (size_t k = 0; k < 2; ++k) {
+    std::vector<int64_t> joined;
+    for (int rank = 0; rank < 3; ++rank) {
+      std::vector<int64_t> part = Indices({per_rank[static_cast<size_t>(rank)][k]});
+      joined.insert(joined.end(), part.begin(), part.end());
+      // Augmentation randomness is the sample's own: the same numbers as in one process.
+      const torch::Tensor noise = per_rank[static_cast<size_t>(rank)][k].at("noise");
+      const int64_t offset = static_cast<int64_t>(joined.size() - part.size());
+      REQUIRE(torch::equal(noise, reference[k].at("noise").narrow(0, offset, noise.size(0))));
+    }
+    REQUIRE(joined == Indices({reference[k]}));
+  }
+
+  // Fewer samples in the last global batch than ranks: the rank without one gets an empty batch.
+  auto small = std::make_shared<CountingDataset>(9);  // global batches of 8, then 1 sample
+  kd::host::LoaderOptions o = Options(0);
+  o.rank = 1;
+  o.ranks = 2;
+  std::vector<kd::TensorDict> batches = Epoch(kd::host::DataLoader(small, o), 0);
+  REQUIRE(batches.size() == 2);
+  REQUIRE(batches[1].empty());
+}
+
+TEST_CASE("data-parallel evaluation deals whole batches to the ranks in turn") {
+  // 10 samples in batches of 4: batches 0, 1, 2 (2 samples); rank 0 gets 0 and 2, rank 1 gets 1.
+  auto dataset = std::make_shared<CountingDataset>(10);
+  std::vector<int64_t> seen;
+  for (int rank = 0; rank < 2; ++rank) {
+    kd::host::LoaderOptions o = Options(0, false);
+    o.rank = rank;
+    o.ranks = 2;
+    o.shard = kd::host::LoaderOptions::Shard::kDeal;
+    kd::host::DataLoader loader(dataset, o);
+    REQUIRE(loader.TotalBatches() == 3);
+    REQUIRE(loader.BatchesPerEpoch() == (rank == 0 ? 2 : 1));
+    std::vector<int64_t> indices = Indices(Epoch(loader, 0));
+    REQUIRE(indices == (rank == 0 ? std::vector<int64_t>{0, 1, 2, 3, 8, 9}
+                                  : std::vector<int64_t>{4, 5, 6, 7}));
+  }
+}

@@ -27,6 +27,13 @@ TensorDict StackCollate(std::vector<TensorDict> samples) {
             " but sample 0 has ", c10::str(parts.front().sizes()),
             "; give the dataset a Collate that pads, or make the shapes equal")));
       }
+      if (!parts.empty() && t->scalar_type() != parts.front().scalar_type()) {
+        // torch::stack would promote silently.
+        throw Error(absl::InvalidArgumentError(absl::StrCat(
+            "cannot collate '", key, "': sample ", i, " has dtype ",
+            c10::toString(t->scalar_type()), " but sample 0 has ",
+            c10::toString(parts.front().scalar_type()), "; make the dataset's dtypes equal")));
+      }
       parts.push_back(*t);
     }
     batch.Set(key, torch::stack(parts));

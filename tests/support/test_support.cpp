@@ -1,6 +1,8 @@
 #include "test_support.h"
 
+#include <fcntl.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -59,6 +61,34 @@ fs::path ScratchDir(const std::string& name) {
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
+}
+
+int Spawn(const std::string& command, const std::filesystem::path& log, bool append) {
+  const std::string shell_command = "exec " + command;  // no allocation after fork
+  const std::string log_path = log.string();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int fd =
+        ::open(log_path.c_str(), O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::execl("/bin/sh", "sh", "-c", shell_command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  if (pid < 0) throw Error(absl::InternalError("fork failed"));
+  return pid;
+}
+
+std::filesystem::path StageDir(const std::filesystem::path& work_dir, const std::string& stage) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(work_dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (it->is_directory() && it->path().filename().string().rfind(stage + "-", 0) == 0)
+      return it->path();
+  }
+  return {};
 }
 
 CommandResult RunCommand(const std::string& command) {

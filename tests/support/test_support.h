@@ -41,6 +41,14 @@ struct CommandResult {
 // Runs a shell command, capturing its output.
 CommandResult RunCommand(const std::string& command);
 
+// Starts `command` through /bin/sh (`exec`, so the child is the command itself) with stdout and
+// stderr going to `log` (appended, or the file truncated first); returns the child's pid.
+int Spawn(const std::string& command, const std::filesystem::path& log, bool append);
+
+// The directory of stage `stage` under a run's `work_dir` (<stage>-<hash>); empty until the run
+// creates it.
+std::filesystem::path StageDir(const std::filesystem::path& work_dir, const std::string& stage);
+
 // Writes `text` to `path` (creating directories).
 void WriteText(const std::filesystem::path& path, const std::string& text);
 

@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,10 @@ std::vector<Command> Commands() {
   run_flags.push_back({"--fresh", "", "ignore resumable states; start unfinished stages over"});
   run_flags.push_back({"--stop-after", "N", "stop each stage after N optimizer steps, resumable"});
   run_flags.push_back({"--quiet", "", "no progress output"});
+  const Flag launcher = {"--launcher", "auto|env|slurm",
+                         "data-parallel launch: torchrun's or RANK/WORLD_SIZE variables (auto, "
+                         "env) or Slurm's (slurm); see docs/distributed.md"};
+  run_flags.push_back(launcher);
   std::vector<Flag> train_flags = kConfigFlags;
   train_flags.push_back({"--stage", "NAME", "the stage to train (default: the last one)"});
   train_flags.push_back({"--bench", "N",
@@ -71,6 +77,7 @@ std::vector<Command> Commands() {
   train_flags.push_back({"--fresh", "", "ignore a resumable state; start the stage over"});
   train_flags.push_back({"--stop-after", "N", "stop after N optimizer steps, resumable"});
   train_flags.push_back({"--quiet", "", "no progress output"});
+  train_flags.push_back(launcher);
   std::vector<Flag> eval_flags = kConfigFlags;
   eval_flags.push_back(
       {"--stage", "NAME", "the stage whose model to evaluate (default: the last)"});
@@ -167,8 +174,12 @@ int Usage(const Command& c, const std::string& message) {
   return kUsage;
 }
 
+// "rank N: " in the messages of a data-parallel process.
+std::string g_rank_prefix;
+
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "kdhost: error: %s\n", std::string(status.message()).c_str());
+  std::fprintf(stderr, "kdhost: %serror: %s\n", g_rank_prefix.c_str(),
+               std::string(status.message()).c_str());
   const bool input = status.code() == absl::StatusCode::kInvalidArgument ||
                      status.code() == absl::StatusCode::kNotFound ||
                      status.code() == absl::StatusCode::kAlreadyExists;
@@ -263,10 +274,26 @@ int RunOrTrain(const Command& c, const Args& args) {
   if (!IntFlag(args, "--stop-after", &stop_after))
     return Usage(c, "--stop-after needs a positive integer");
   if (!IntFlag(args, "--bench", &bench)) return Usage(c, "--bench needs a positive integer");
+  auto launch = kd::host::ReadLaunchEnv(args.Has("--launcher") ? args.Get("--launcher") : "auto",
+                                        [](const char* name) { return std::getenv(name); });
+  if (!launch.ok()) return Fail(launch.status());
+  if (launch->distributed()) g_rank_prefix = absl::StrCat("rank ", launch->rank, ": ");
   Host host;
   auto config = Resolve(host, args);
   if (!config.ok()) return Fail(config.status());
+  std::unique_ptr<kd::host::Distributed> dist;
+  if (launch->distributed()) {
+    double timeout_s = 600;
+    if (const auto* run = config->stages.front().config->Get("run")) {
+      if (const auto* t = run->Get("dist_timeout_s")) timeout_s = t->as_float();
+    }
+    auto connected = kd::host::Distributed::Connect(
+        *launch, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    if (!connected.ok()) return Fail(connected.status());
+    dist = std::move(*connected);
+  }
   kd::host::RunOptions options;
+  options.dist = dist.get();
   options.stop_after_steps = stop_after;
   options.fresh = args.Has("--fresh");
   options.progress = !args.Has("--quiet");
@@ -280,17 +307,20 @@ int RunOrTrain(const Command& c, const Args& args) {
       const kd::host::PipelineAccess access(&*config, *stage);
       kd::host::TrainOptions train_options;
       train_options.bench_steps = bench;
+      train_options.dist = dist.get();
       train_options.progress = options.progress;
       auto outcome =
           kd::host::TrainStage(host.registry(), &access,
                                {(*stage)->name, (*stage)->dir, (*stage)->config}, train_options);
       if (!outcome.ok()) return Fail(outcome.status());
+      if (dist && !dist->is_main()) return kOk;
       std::printf("%s", outcome->bench_report.c_str());
       return kOk;
     }
   }
   auto results = kd::host::RunPipeline(host, *config, options);
   if (!results.ok()) return Fail(results.status());
+  if (dist && !dist->is_main()) return kOk;  // rank 0 reports
   std::printf("\n%s", kd::host::FormatSummary(*results).c_str());
   std::printf("run directory: %s\n", config->work_dir.string().c_str());
   for (const auto& r : *results) {
@@ -548,6 +578,13 @@ int Main(int argc, char** argv) {
     std::optional<Args> args = Parse(c, argc - 2, argv + 2, &exit);
     if (!args) return exit;
     if (c.name == "run" || c.name == "train") return RunOrTrain(c, *args);
+    if (auto launch = kd::host::ReadLaunchEnv("auto", [](const char* v) { return std::getenv(v); });
+        launch.ok() && launch->distributed()) {
+      return Usage(c, absl::StrCat("only `kdhost run` and `kdhost train` run data-parallel; this "
+                                   "process was started as rank ",
+                                   launch->rank, " of ", launch->world_size,
+                                   " (RANK/WORLD_SIZE are set). Start it as a single process"));
+    }
     if (c.name == "eval") return Eval(c, *args);
     if (c.name == "config") return Config(c, *args);
     if (c.name == "partition") return Partition(c, *args);

@@ -574,6 +574,8 @@ absl::Status SaveTrainState(const fs::path& path, const TrainState& s) {
   dict.insert("step", s.step);
   dict.insert("epoch", s.epoch);
   dict.insert("batch_in_epoch", s.batch_in_epoch);
+  dict.insert("global_batch", s.global_batch);
+  dict.insert("world_size", s.world_size);
   dict.insert("model", ToDict(s.model));
   dict.insert("distiller", ToDict(s.distiller));
   dict.insert("ema", ToDict(s.ema));
@@ -606,6 +608,8 @@ absl::StatusOr<TrainState> LoadTrainState(const fs::path& path) {
     s.step = dict.at("step").toInt();
     s.epoch = dict.at("epoch").toInt();
     s.batch_in_epoch = dict.at("batch_in_epoch").toInt();
+    if (dict.contains("global_batch")) s.global_batch = dict.at("global_batch").toInt();
+    if (dict.contains("world_size")) s.world_size = dict.at("world_size").toInt();
     s.model = FromDict(dict.at("model"));
     s.distiller = FromDict(dict.at("distiller"));
     s.ema = FromDict(dict.at("ema"));

@@ -65,6 +65,11 @@ struct TrainState {
   int64_t step = 0;            // optimizer steps done
   int64_t epoch = 0;           // epoch in progress
   int64_t batch_in_epoch = 0;  // batches of that epoch already consumed
+  // Samples in one of those batches over all processes (batch_size x processes); 0 in states
+  // written before it was recorded. Resuming with another number of processes converts the
+  // position through it.
+  int64_t global_batch = 0;
+  int64_t world_size = 1;  // processes that trained it
   StateDict model, distiller, ema;
   std::string optimizer;  // torch::serialize archive bytes
   torch::Tensor cpu_rng;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "kd/error.h"
 
 namespace kd::host {
@@ -10,10 +11,34 @@ namespace kd::host {
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
     : dataset_(std::move(dataset)), options_(options) {}
 
+int64_t DataLoader::TotalBatches() const {
+  const int64_t n = dataset_->Size();
+  const int64_t b = options_.shard == LoaderOptions::Shard::kSplit
+                        ? options_.batch_size * options_.ranks
+                        : options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
 int64_t DataLoader::BatchesPerEpoch() const {
+  const int64_t total = TotalBatches();
+  if (options_.shard == LoaderOptions::Shard::kSplit || options_.ranks == 1) return total;
+  return total > options_.rank ? (total - options_.rank + options_.ranks - 1) / options_.ranks : 0;
+}
+
+std::pair<int64_t, int64_t> DataLoader::Range(int64_t position) const {
   const int64_t n = dataset_->Size();
   const int64_t b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  if (options_.shard == LoaderOptions::Shard::kDeal) {
+    const int64_t first = (position * options_.ranks + options_.rank) * b;
+    return {first, std::min(first + b, n)};
+  }
+  const int64_t global = b * options_.ranks;
+  const int64_t start = position * global;
+  const int64_t length = std::min(start + global, n) - start;
+  const int64_t base = length / options_.ranks, extra = length % options_.ranks;
+  const int64_t r = options_.rank;
+  const int64_t first = start + r * base + std::min(r, extra);
+  return {first, first + base + (r < extra ? 1 : 0)};
 }
 
 std::vector<int64_t> DataLoader::Order(int64_t epoch) const {
@@ -53,10 +78,45 @@ DataLoader::Epoch::~Epoch() {
   for (std::thread& t : workers_) t.join();
 }
 
+namespace {
+
+std::string Describe(const torch::Tensor& t) {
+  return absl::StrCat(c10::toString(t.scalar_type()), c10::str(t.sizes()));
+}
+
+}  // namespace
+
+// When a batch cannot be collated: the first sample whose keys, shapes or dtypes differ from the
+// batch's first sample, by its dataset index.
+std::string DataLoader::Epoch::MismatchNote(const std::vector<TensorDict>& samples,
+                                            int64_t first) const {
+  if (samples.size() < 2) return "";
+  const TensorDict& reference = samples.front();
+  const int64_t reference_index = order_[static_cast<size_t>(first)];
+  for (size_t i = 1; i < samples.size(); ++i) {
+    const int64_t index = order_[static_cast<size_t>(first) + i];
+    if (samples[i].Keys() != reference.Keys()) {
+      return absl::StrCat(" (dataset sample ", index, " has the keys [",
+                          absl::StrJoin(samples[i].Keys(), ", "), "], sample ", reference_index,
+                          " has [", absl::StrJoin(reference.Keys(), ", "), "])");
+    }
+    for (const auto& [key, value] : samples[i]) {
+      const torch::Tensor& expected = reference.at(key);
+      if (value.sizes() != expected.sizes() || value.scalar_type() != expected.scalar_type()) {
+        return absl::StrCat(" (dataset sample ", index, " has '", key, "' ", Describe(value),
+                            ", sample ", reference_index, " has ", Describe(expected),
+                            "; the dataset must give every sample the same shape and dtype, or "
+                            "collate them itself)");
+      }
+    }
+  }
+  return "";
+}
+
 TensorDict DataLoader::Epoch::Build(int64_t batch) const {
   const LoaderOptions& o = loader_.options_;
-  const int64_t first = batch * o.batch_size;
-  const int64_t last = std::min<int64_t>(first + o.batch_size, static_cast<int64_t>(order_.size()));
+  const auto [first, last] = loader_.Range(batch);
+  if (first >= last) return TensorDict();
   std::vector<TensorDict> samples;
   samples.reserve(static_cast<size_t>(last - first));
   for (int64_t i = first; i < last; ++i) {
@@ -70,11 +130,12 @@ TensorDict DataLoader::Epoch::Build(int64_t batch) const {
     }
   }
   TensorDict out;
+  std::vector<TensorDict> kept = samples;  // shallow: to name a sample that does not fit
   try {
     out = loader_.dataset_->Collate(std::move(samples));
   } catch (const std::exception& e) {
-    throw Error(absl::InternalError(
-        absl::StrCat("collating batch ", batch, " of epoch ", epoch_, ": ", e.what())));
+    throw Error(absl::InternalError(absl::StrCat("collating batch ", batch, " of epoch ", epoch_,
+                                                 ": ", e.what(), MismatchNote(kept, first))));
   }
   return o.pin_memory ? out.PinMemory() : out;
 }

@@ -2,6 +2,12 @@
 // a bounded window ahead of the training thread, which receives them in order. The epoch's order
 // comes from a seeded shuffle and every sample's random stream from (seed, epoch, index), so the
 // batches are identical for any number of workers.
+//
+// With data parallelism each process loads its share of the epoch. Training splits every global
+// batch of batch_size x ranks samples into contiguous parts, rank r taking part r, so the union
+// over the ranks of their batches k is batch k of one process with batch_size x ranks. Evaluation
+// deals whole batches in turn (batch b to rank b % ranks), so every batch is the one a single
+// process sees.
 #pragma once
 
 #include <condition_variable>
@@ -11,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -26,6 +33,11 @@ struct LoaderOptions {
   bool drop_last = true;
   bool pin_memory = false;
   uint64_t seed = 0;
+  // Data parallelism (see above).
+  enum class Shard { kSplit, kDeal };
+  int rank = 0;
+  int ranks = 1;
+  Shard shard = Shard::kSplit;
 };
 
 class DataLoader {
@@ -34,7 +46,13 @@ class DataLoader {
 
   DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options);
 
+  // The batches this process yields per epoch.
   int64_t BatchesPerEpoch() const;
+  // The batches of the whole epoch over all ranks: global batches when splitting, all batches
+  // when dealing.
+  int64_t TotalBatches() const;
+  // The sample positions (into Order) of this rank's batch `position`: [first, last).
+  std::pair<int64_t, int64_t> Range(int64_t position) const;
   // The sample indices of epoch `epoch`, in order.
   std::vector<int64_t> Order(int64_t epoch) const;
   // Iterates epoch `epoch` from batch `start` on.
@@ -56,11 +74,13 @@ class DataLoader::Epoch {
   Epoch& operator=(const Epoch&) = delete;
 
   // The next batch, or nullopt at the end of the epoch. A failure in a worker is rethrown here
-  // as kd::Error naming the batch and sample.
+  // as kd::Error naming the batch and sample. When splitting, a rank whose part of the last
+  // global batch is empty gets an empty TensorDict.
   std::optional<TensorDict> Next();
 
  private:
   TensorDict Build(int64_t batch) const;
+  std::string MismatchNote(const std::vector<TensorDict>& samples, int64_t first) const;
   void Work();
 
   const DataLoader& loader_;

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "host/config.h"
+#include "host/distributed.h"
 #include "host/host.h"
 #include "kd/metric.h"
 #include "kd/partitioner.h"
@@ -73,6 +74,9 @@ struct RunOptions {
   bool fresh = false;
   // Progress output on stderr.
   bool progress = true;
+  // Data-parallel run: every rank runs every stage; rank 0 decides which stages to reuse and
+  // writes every file (null: one process).
+  Distributed* dist = nullptr;
 };
 
 struct StageResult {

@@ -12,7 +12,13 @@ Schema RunSchema() {
       .String("device", "auto", "\"auto\" (CUDA when available), \"cpu\", \"cuda\" or \"cuda:N\"")
       .Int("threads", 0, "torch intra-op threads; 0: torch's default")
       .Min(0)
-      .Bool("deterministic", false, "ask torch for deterministic algorithms only");
+      .Bool("deterministic", false, "ask torch for deterministic algorithms only")
+      .Float("dist_timeout_s", 600.0,
+             "data-parallel runs: a collective that waits longer than this for another process "
+             "stops the job with an error (a rank died or hangs)")
+      .Min(1)
+      .Float("dist_bucket_mb", 25.0, "data-parallel runs: size of the gradient all-reduce buckets")
+      .Min(0.001);
 }
 
 Schema DataSchema() {
@@ -122,8 +128,9 @@ std::vector<ConfigSection> ConfigSections() {
 }
 
 const std::vector<std::string>& HashNeutralKeys() {
-  static const std::vector<std::string> keys = {"run.work_dir", "loader.workers", "loader.prefetch",
-                                                "train.log_interval", "plugin_dirs"};
+  static const std::vector<std::string> keys = {
+      "run.work_dir", "loader.workers",     "loader.prefetch",   "train.log_interval",
+      "plugin_dirs",  "run.dist_timeout_s", "run.dist_bucket_mb"};
   return keys;
 }
 

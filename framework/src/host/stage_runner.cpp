@@ -158,6 +158,57 @@ absl::StatusOr<TrainOutcome> RunPartitionStage(const Registry& registry, const S
   return outcome;
 }
 
+// Runs a collective, returning its kd::Error as a status.
+template <typename F>
+absl::Status CatchDistributed(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.status();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> AgreeOnRank0(Distributed& dist, bool mine, const std::string& what) {
+  std::string answer;
+  KD_RETURN_IF_ERROR(
+      CatchDistributed([&] { answer = dist.BroadcastBytes(mine ? "1" : "0", what); }));
+  return answer == "1";
+}
+
+// Rank 0 writes every file and the others read the stages' outputs (teachers, partitions, resumable
+// states): the run directory must be one directory for all of them.
+absl::Status CheckSharedWorkDir(Distributed& dist, const fs::path& work_dir) {
+  const std::string token =
+      absl::StrCat(std::chrono::steady_clock::now().time_since_epoch().count());
+  const fs::path probe = work_dir / ".shared_probe";
+  if (dist.is_main()) KD_RETURN_IF_ERROR(WriteFileAtomic(probe, token));
+  std::string expected;
+  KD_RETURN_IF_ERROR(
+      CatchDistributed([&] { expected = dist.BroadcastBytes(token, "work_dir check"); }));
+  auto seen = ReadFile(probe);
+  const bool ok = seen.ok() && *seen == expected;
+  std::vector<std::string> answers;
+  KD_RETURN_IF_ERROR(
+      CatchDistributed([&] { answers = dist.AllGatherBytes(ok ? "1" : "0", "work_dir check"); }));
+  std::vector<std::string> missing;
+  for (size_t r = 0; r < answers.size(); ++r) {
+    if (answers[r] != "1") missing.push_back(absl::StrCat(r));
+  }
+  if (dist.is_main()) {
+    std::error_code ec;
+    fs::remove(probe, ec);
+  }
+  if (!missing.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "run.work_dir ", work_dir.string(), " is not shared: rank(s) ",
+        absl::StrJoin(missing, ", "),
+        " do not see rank 0's files there. Rank 0 writes the checkpoints and the other ranks read "
+        "them, so put run.work_dir on a filesystem every machine mounts"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 std::string FormatPartition(const LabelPartition& partition,
@@ -195,15 +246,24 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
       pending.insert(pending.end(), stage->deps.begin(), stage->deps.end());
     }
   }
-  KD_RETURN_IF_ERROR(EnsureDir(config.work_dir));
-  KD_RETURN_IF_ERROR(WriteFileAtomic(config.work_dir / "config.toml", ToToml(config.root)));
-  Progress progress("", 0, options.progress);
+  Distributed* dist = options.dist;
+  const bool main = dist == nullptr || dist->is_main();
+  if (main) {
+    KD_RETURN_IF_ERROR(EnsureDir(config.work_dir));
+    KD_RETURN_IF_ERROR(WriteFileAtomic(config.work_dir / "config.toml", ToToml(config.root)));
+  }
+  if (dist) KD_RETURN_IF_ERROR(CheckSharedWorkDir(*dist, config.work_dir));
+  Progress progress("", 0, options.progress && main);
   std::vector<StageResult> results;
   for (const StageConfig& stage : config.stages) {
     if (!options.only.empty() && !wanted.count(stage.name)) continue;
     const fs::path summary = stage.dir / "summary.toml";
     std::error_code ec;
-    if (fs::exists(summary, ec)) {
+    bool complete = fs::exists(summary, ec);
+    if (dist) {
+      KD_ASSIGN_OR_RETURN(complete, AgreeOnRank0(*dist, complete, "stage reuse decision"));
+    }
+    if (complete) {
       KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
       KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
       progress.Line(
@@ -211,18 +271,32 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
       results.push_back(std::move(reused));
       continue;
     }
-    KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
+    if (main) {
+      KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
+    }
     const PipelineAccess access(&config, &stage);
     TrainOutcome outcome;
     if (stage.IsPartitionStage()) {
       progress.Line(absl::StrFormat("[%s] partitioning in %s", stage.name, stage.dir.string()));
-      KD_ASSIGN_OR_RETURN(outcome, RunPartitionStage(host.registry(), stage, access, progress));
+      // Rank 0 computes the partitions; the others wait for its files.
+      absl::StatusOr<TrainOutcome> partitioned = TrainOutcome{};
+      if (main) partitioned = RunPartitionStage(host.registry(), stage, access, progress);
+      if (dist) {
+        KD_ASSIGN_OR_RETURN(bool ok, AgreeOnRank0(*dist, partitioned.ok(), "partition stage"));
+        if (!ok && !main) {
+          return absl::AbortedError(
+              absl::StrCat("stage '", stage.name, "': rank 0 failed to compute the partitions"));
+        }
+      }
+      KD_ASSIGN_OR_RETURN(outcome, std::move(partitioned));
+      outcome.completed = true;
     } else {
       progress.Line(absl::StrFormat("[%s] training in %s", stage.name, stage.dir.string()));
       TrainOptions train_options;
       train_options.stop_after_steps = options.stop_after_steps;
       train_options.fresh = options.fresh;
       train_options.progress = options.progress;
+      train_options.dist = dist;
       KD_ASSIGN_OR_RETURN(
           outcome, TrainStage(host.registry(), &access, {stage.name, stage.dir, stage.config},
                               train_options));
@@ -239,7 +313,10 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
       results.push_back(std::move(result));
       break;
     }
-    KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
+    if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
+    if (dist) {
+      KD_RETURN_IF_ERROR(CatchDistributed([&] { dist->Barrier("end of stage " + stage.name); }));
+    }
     result.status = stage.IsPartitionStage() ? "computed" : "trained";
     results.push_back(std::move(result));
   }

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "host/checkpoint.h"
 #include "host/data_loader.h"
 #include "host/event_writer.h"
@@ -170,7 +171,9 @@ class Trainer {
         stages_(stages),
         stage_(stage),
         options_(options),
-        root_(MakeOptions(stage.config, stage.config.get(), "")) {}
+        root_(MakeOptions(stage.config, stage.config.get(), "")),
+        dist_(options.dist),
+        main_(options.dist == nullptr || options.dist->is_main()) {}
 
   TrainOutcome Run();
   std::vector<MetricValue> EvaluateFile(const fs::path& path);
@@ -182,6 +185,14 @@ class Trainer {
   void Restore(const TrainState& state);
   TrainState Snapshot() const;
   void SaveState();
+  // Data parallelism.
+  bool Agree(bool mine, const std::string& what);
+  void SyncWeights();
+  void SyncBuffers();
+  void SyncGradients(int64_t local_samples);
+  void ReseedRank();
+  std::vector<MetricValue> EvaluateDistributed(const std::string& prefix);
+  void RecordValues(std::vector<MetricValue>& values, const std::string& prefix);
   void MaybeEvaluateAndExport(bool final_eval);
   std::vector<MetricValue> Evaluate(const std::string& prefix);
   std::vector<MetricValue> EvaluateWithEma(const std::string& prefix);
@@ -206,6 +217,10 @@ class Trainer {
   StageRun stage_;
   TrainOptions options_;
   Options root_;
+  Distributed* dist_ = nullptr;
+  bool main_ = true;  // rank 0 (or the only process): the one that writes
+  int64_t bucket_bytes_ = 25 << 20;
+  uint64_t seed_ = 0;
 
   torch::Device device_ = torch::kCPU;
   std::shared_ptr<Dataset> train_set_, val_set_;
@@ -255,9 +270,29 @@ void Trainer::Setup(bool for_training) {
   auto device = ResolveDevice(run.String("device"));
   if (!device.ok()) run.Fail("device", std::string(device.status().message()));
   device_ = *device;
+  if (dist_ && device_.is_cuda()) {
+    // Rank r of a node trains on its GPU LOCAL_RANK.
+    const std::string spec = run.String("device");
+    if (spec.rfind("cuda:", 0) == 0 && dist_->env().local_world_size > 1) {
+      run.Fail("device", absl::StrCat("\"", spec,
+                                      "\" would put every process of this machine on one GPU; "
+                                      "use \"cuda\" or \"auto\" so that each process takes "
+                                      "the GPU of its LOCAL_RANK"));
+    }
+    const int count = static_cast<int>(torch::cuda::device_count());
+    if (dist_->local_rank() >= count) {
+      run.Fail("device", absl::StrCat("LOCAL_RANK ", dist_->local_rank(), " has no GPU (", count,
+                                      " here); start at most ", count, " processes per machine"));
+    }
+    if (spec.rfind("cuda:", 0) != 0) {
+      device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist_->local_rank()));
+    }
+  }
+  bucket_bytes_ = static_cast<int64_t>(run.Float("dist_bucket_mb") * (1 << 20));
   if (run.Int("threads") > 0) torch::set_num_threads(static_cast<int>(run.Int("threads")));
   at::globalContext().setDeterministicAlgorithms(run.Bool("deterministic"), false);
   const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
+  seed_ = seed;
   torch::manual_seed(seed);
 
   for (const char* key : {"model", "loss"}) {
@@ -301,6 +336,11 @@ void Trainer::Setup(bool for_training) {
     o.drop_last = false;
     o.pin_memory = pin;
     o.seed = seed;
+    if (dist_) {
+      o.rank = dist_->rank();
+      o.ranks = dist_->world_size();
+      o.shard = LoaderOptions::Shard::kDeal;
+    }
     val_loader_ = std::make_unique<DataLoader>(val_set_, o);
   }
   if (!for_training) return;
@@ -341,14 +381,20 @@ void Trainer::Setup(bool for_training) {
   o.drop_last = loader.Bool("drop_last");
   o.pin_memory = pin;
   o.seed = seed;
+  if (dist_) {
+    o.rank = dist_->rank();
+    o.ranks = dist_->world_size();
+    o.shard = LoaderOptions::Shard::kSplit;
+  }
   train_loader_ = std::make_unique<DataLoader>(train_set_, o);
   steps_per_epoch_ = train_loader_->BatchesPerEpoch() / accumulate_;
   if (steps_per_epoch_ < 1) {
-    loader.Fail("batch_size",
-                absl::StrCat("batch_size ", o.batch_size, " x train.accumulate ", accumulate_,
-                             " is more than one epoch of the training "
-                             "set (",
-                             train_set_->Size(), " samples)"));
+    loader.Fail(
+        "batch_size",
+        absl::StrCat("batch_size ", o.batch_size, " x train.accumulate ", accumulate_,
+                     o.ranks > 1 ? absl::StrCat(" x ", o.ranks, " processes") : std::string(),
+                     " is more than one epoch of the training set (", train_set_->Size(),
+                     " samples)"));
   }
   const int64_t max_epochs = train.Int("max_epochs"), max_iters = train.Int("max_iters");
   if ((max_epochs > 0) == (max_iters > 0)) {
@@ -451,6 +497,8 @@ TrainState Trainer::Snapshot() const {
   s.step = step_;
   s.epoch = epoch_;
   s.batch_in_epoch = batch_in_epoch_;
+  s.global_batch = train_loader_->options().batch_size * train_loader_->options().ranks;
+  s.world_size = train_loader_->options().ranks;
   s.model = ModuleState(*model_);
   if (distiller_) s.distiller = ModuleState(*distiller_);
   {
@@ -530,17 +578,107 @@ void Trainer::Restore(const TrainState& s) {
   step_ = s.step;
   epoch_ = s.epoch;
   batch_in_epoch_ = s.batch_in_epoch;
+  const int64_t global_batch = train_loader_->options().batch_size * train_loader_->options().ranks;
+  if (s.global_batch > 0 && s.global_batch != global_batch) {
+    // Another number of processes: the same place in the epoch's sample order, rounded up to a
+    // whole optimizer step (no sample is seen twice), and, when the length is in epochs, the step
+    // count of the new batch size (the schedule keeps its fraction).
+    const int64_t samples = s.batch_in_epoch * s.global_batch;
+    const int64_t per_step = global_batch * accumulate_;
+    batch_in_epoch_ = std::min((samples + per_step - 1) / per_step, steps_per_epoch_) * accumulate_;
+    if (by_epoch_) step_ = epoch_ * steps_per_epoch_ + batch_in_epoch_ / accumulate_;
+  }
   best_ = s.best;
   previous_seconds_ = s.seconds;
 }
 
 void Trainer::SaveState() {
+  if (!main_) return;
   ThrowIfError(SaveTrainState(stage_.dir / "state" / "train_state.pt", Snapshot()));
+}
+
+// Rank 0's answer, on every rank (one process: `mine`).
+bool Trainer::Agree(bool mine, const std::string& what) {
+  if (!dist_) return mine;
+  return dist_->BroadcastBytes(mine ? "1" : "0", what) == "1";
+}
+
+// Rank 0's weights, buffers, distiller state and EMA on every rank.
+void Trainer::SyncWeights() {
+  if (!dist_) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> tensors = ModelTensors();
+  if (distiller_) {
+    for (const auto& item : distiller_->named_parameters()) tensors.push_back(item.value());
+    for (const auto& item : distiller_->named_buffers()) tensors.push_back(item.value());
+  }
+  tensors.insert(tensors.end(), ema_.begin(), ema_.end());
+  dist_->Broadcast(tensors, "weight broadcast from rank 0");
+}
+
+// Rank 0's model buffers (batch-norm statistics) on every rank, before each step, as torch's
+// DistributedDataParallel does.
+void Trainer::SyncBuffers() {
+  if (!dist_) return;
+  std::vector<torch::Tensor> buffers;
+  for (const auto& item : model_->named_buffers()) buffers.push_back(item.value());
+  if (buffers.empty()) return;
+  torch::NoGradGuard no_grad;
+  dist_->Broadcast(buffers, "buffer broadcast from rank 0");
+}
+
+// The gradient of the loss over the union of the ranks' samples: every rank's gradient weighted
+// by its sample count, summed in buckets, divided by the total count. A parameter without a
+// gradient on every rank keeps none (as in one process).
+void Trainer::SyncGradients(int64_t local_samples) {
+  if (!dist_) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> params;
+  for (auto& group : optimizer_->param_groups()) {
+    for (auto& p : group.params()) params.push_back(p);
+  }
+  const size_t n = params.size();
+  torch::Tensor flags = torch::zeros({static_cast<int64_t>(n) + 1}, torch::kDouble);
+  auto* f = flags.data_ptr<double>();
+  std::vector<torch::Tensor> sums;
+  sums.reserve(n + 1);
+  for (size_t i = 0; i < n; ++i) {
+    const torch::Tensor& g = params[i].grad();
+    if (g.defined()) {
+      f[i] = 1;
+      sums.push_back(g * static_cast<double>(local_samples));
+    } else {
+      sums.push_back(torch::zeros_like(params[i]));
+    }
+  }
+  f[n] = static_cast<double>(local_samples);
+  sums.push_back(flags);
+  dist_->AllReduceSum(sums, "gradient all-reduce", bucket_bytes_);
+  const double total = sums.back()[static_cast<int64_t>(n)].item<double>();
+  const torch::Tensor defined = sums.back();
+  for (size_t i = 0; i < n; ++i) {
+    if (defined[static_cast<int64_t>(i)].item<double>() == 0 || total == 0) continue;
+    torch::Tensor averaged = sums[i].div_(total);
+    if (params[i].grad().defined()) {
+      params[i].mutable_grad().copy_(averaged);
+    } else {
+      params[i].mutable_grad() = averaged;
+    }
+  }
+}
+
+// Ranks other than 0 draw their own random numbers (dropout, random ops in the forward pass):
+// seeded from (seed, rank, step), so a resumed run draws the same ones.
+void Trainer::ReseedRank() {
+  if (!dist_ || main_) return;
+  torch::manual_seed(
+      Rng::Derive({seed_, static_cast<uint64_t>(dist_->rank()), static_cast<uint64_t>(step_)}));
 }
 
 std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
   std::vector<MetricValue> out;
   if (!val_loader_ || metrics_.empty()) return out;
+  if (dist_) return EvaluateDistributed(prefix);
   torch::NoGradGuard no_grad;
   model_->eval();
   for (auto& metric : metrics_) metric->Reset();
@@ -556,6 +694,13 @@ std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
       Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, on_device); });
     }
   }
+  RecordValues(out, prefix);
+  model_->train();
+  return out;
+}
+
+// The metrics' values (after a pass), with the headline bookkeeping.
+void Trainer::RecordValues(std::vector<MetricValue>& out, const std::string& prefix) {
   for (size_t i = 0; i < metrics_.size(); ++i) {
     bool first = true;
     for (MetricValue v :
@@ -569,7 +714,109 @@ std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
       out.push_back(v);
     }
   }
-  model_->train();
+}
+
+namespace {
+
+// A batch and the model's outputs for it, as bytes (CPU tensors) and back.
+std::string PackForMetrics(const TensorDict& outputs, const TensorDict& batch) {
+  c10::impl::GenericList parts(c10::AnyType::get());
+  for (const TensorDict* dict : {&outputs, &batch}) {
+    c10::List<std::string> keys;
+    c10::List<torch::Tensor> values;
+    for (const auto& [key, value] : *dict) {
+      keys.push_back(key);
+      values.push_back(value.detach().cpu());
+    }
+    parts.push_back(keys);
+    parts.push_back(values);
+  }
+  std::vector<char> bytes = torch::pickle_save(parts);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+std::pair<TensorDict, TensorDict> UnpackForMetrics(const std::string& bytes,
+                                                   const torch::Device& device) {
+  c10::IValue value = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  auto parts = value.toList();
+  TensorDict dicts[2];
+  for (size_t d = 0; d < 2; ++d) {
+    auto keys = parts.get(2 * d).toList();
+    auto values = parts.get(2 * d + 1).toList();
+    for (size_t i = 0; i < keys.size(); ++i) {
+      dicts[d].Set(keys.get(i).toStringRef(), values.get(i).toTensor().to(device));
+    }
+  }
+  return {dicts[0], dicts[1]};
+}
+
+}  // namespace
+
+// Every rank evaluates whole batches in turn (batch b on rank b % ranks); each round rank 0
+// gathers the outputs and batches and feeds them to the metrics in batch order, so the values
+// are those of one process. Rank 0 sends them to the other ranks.
+std::vector<MetricValue> Trainer::EvaluateDistributed(const std::string& prefix) {
+  std::vector<MetricValue> out;
+  {
+    torch::NoGradGuard no_grad;
+    model_->eval();
+    if (main_) {
+      for (auto& metric : metrics_) metric->Reset();
+    }
+    const int64_t mine = val_loader_->BatchesPerEpoch();
+    const int64_t ranks = dist_->world_size();
+    const int64_t rounds = (val_loader_->TotalBatches() + ranks - 1) / ranks;
+    auto epoch = val_loader_->Start(0);
+    for (int64_t round = 0; round < rounds; ++round) {
+      std::string bytes;
+      if (round < mine) {
+        std::optional<TensorDict> batch = epoch->Next();
+        if (batch && !batch->empty()) {
+          TensorDict on_device = batch->To(device_, true);
+          TensorDict outputs;
+          {
+            AutocastGuard autocast(autocast_, autocast_dtype_);
+            outputs =
+                Guarded("model forward (evaluation)", [&] { return model_->Forward(on_device); });
+          }
+          bytes = PackForMetrics(outputs, *batch);
+        }
+      }
+      std::vector<std::string> gathered = dist_->GatherBytes(bytes, "evaluation gather");
+      for (const std::string& part : gathered) {
+        if (part.empty()) continue;
+        auto [outputs, batch] = UnpackForMetrics(part, device_);
+        for (size_t i = 0; i < metrics_.size(); ++i) {
+          Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, batch); });
+        }
+      }
+    }
+    model_->train();
+  }
+  // Rank 0's values (with their direction and whether they head the table), to every rank.
+  std::string message;
+  if (main_) {
+    RecordValues(out, prefix);
+    for (const MetricValue& v : out) {
+      const std::string raw = v.name.substr(prefix.size());
+      const bool headline =
+          std::find(headline_.begin(), headline_.end(), v.name) != headline_.end();
+      absl::StrAppend(&message, v.name, "\t", absl::StrFormat("%a", v.value), "\t",
+                      higher_is_better_[raw] ? 1 : 0, "\t", headline ? 1 : 0, "\n");
+    }
+  }
+  message = dist_->BroadcastBytes(message, "evaluation results");
+  if (main_) return out;
+  for (absl::string_view line : absl::StrSplit(message, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> fields = absl::StrSplit(line, '\t');
+    MetricValue v{fields[0], std::strtod(fields[1].c_str(), nullptr)};
+    higher_is_better_[v.name.substr(prefix.size())] = fields[2] == "1";
+    if (fields[3] == "1" &&
+        std::find(headline_.begin(), headline_.end(), v.name) == headline_.end()) {
+      headline_.push_back(v.name);
+    }
+    out.push_back(v);
+  }
   return out;
 }
 
@@ -664,21 +911,23 @@ void Trainer::MaybeEvaluateAndExport(bool final_eval) {
   if (auto it = higher_is_better_.find(ranking); it != higher_is_better_.end()) {
     best_higher_ = it->second;
   }
-  std::vector<std::pair<std::string, MetricsLog::Value>> record = {
-      {"stage", stage_.name}, {"kind", std::string("val")}, {"step", step_}, {"epoch", epoch_}};
-  for (const MetricValue& m : last_metrics_) {
-    record.emplace_back(m.name, m.value);
-    tb_->AddScalar("val/" + m.name, m.value, step_);
+  if (main_) {
+    std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+        {"stage", stage_.name}, {"kind", std::string("val")}, {"step", step_}, {"epoch", epoch_}};
+    for (const MetricValue& m : last_metrics_) {
+      record.emplace_back(m.name, m.value);
+      tb_->AddScalar("val/" + m.name, m.value, step_);
+    }
+    log_->Write(record);
+    tb_->Flush();
   }
-  log_->Write(record);
-  tb_->Flush();
   std::vector<MetricValue> shown;
   for (const MetricValue& m : last_metrics_) {
     if (std::find(headline_.begin(), headline_.end(), m.name) != headline_.end())
       shown.push_back(m);
   }
   progress_->Line(absl::StrFormat("[%s] step %d: %s", stage_.name, step_, FormatMetrics(shown)));
-  UpdateBest(last_metrics_);
+  if (main_) UpdateBest(last_metrics_);
 }
 
 TrainOutcome Trainer::Run() {
@@ -686,19 +935,29 @@ TrainOutcome Trainer::Run() {
   const bool bench = options_.bench_steps > 0;
   const fs::path state_path = stage_.dir / "state" / "train_state.pt";
   std::error_code ec;
-  if (!bench) {
+  const bool writes = !bench && main_;  // only rank 0 writes files
+  if (writes) {
     // Temporaries of a run that was killed mid-write; the files they were replacing are intact.
     for (const fs::path& dir : {stage_.dir, stage_.dir / "state", stage_.dir / "export"}) {
       RemoveStaleTemporaries(dir);
     }
   }
-  const bool restored = !bench && !options_.fresh && fs::exists(state_path, ec);
+  const bool restored =
+      Agree(!bench && !options_.fresh && fs::exists(state_path, ec), "resume decision");
   if (restored) Restore(ValueOrThrow(LoadTrainState(state_path)));
   std::string initialised;
   if (!restored) initialised = Initialise();
+  SyncWeights();
+  ReseedRank();
   progress_ = std::make_unique<Progress>(stage_.name, bench ? options_.bench_steps : total_steps_,
-                                         options_.progress);
-  if (!bench) {
+                                         options_.progress && main_);
+  if (dist_) {
+    progress_->Line(
+        absl::StrFormat("[%s] data parallel over %d processes (%s launch), %d samples per step",
+                        stage_.name, dist_->world_size(), dist_->env().launcher,
+                        train_loader_->options().batch_size * dist_->world_size() * accumulate_));
+  }
+  if (writes) {
     log_ = std::make_unique<MetricsLog>(stage_.dir / "metrics.jsonl");
     tb_ = std::make_unique<TensorBoardWriter>(stage_.dir / "tb");
     if (step_ > 0) {
@@ -722,7 +981,7 @@ TrainOutcome Trainer::Run() {
     if (bench && device_.is_cuda()) torch::cuda::synchronize(device_.index());
   };
   std::map<std::string, double> window_terms;
-  int64_t window_steps = 0, window_samples = 0;
+  int64_t window_steps = 0, window_samples = 0, step_samples = 0;
   Clock::time_point window_start = Clock::now();
   Clock::time_point loop_start = Clock::now();
   const int64_t start_step = step_;
@@ -754,9 +1013,16 @@ TrainOutcome Trainer::Run() {
         sync();
         Clock::time_point t1 = Clock::now();
         const bool first_micro = batch_in_epoch_ % accumulate_ == 0;
-        if (first_micro) ApplySchedule();
+        if (first_micro) {
+          ApplySchedule();
+          SyncBuffers();
+          step_samples = 0;
+        }
+        // With several processes a rank's part of the last, short batch may be empty: it
+        // contributes no gradient and no loss.
+        const bool has_samples = !batch.empty();
         TensorDict terms;
-        {
+        if (has_samples) {
           AutocastGuard autocast(autocast_, autocast_dtype_);
           TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
           terms = Guarded("loss " + root_.Sub("loss").Type(),
@@ -778,7 +1044,21 @@ TrainOutcome Trainer::Run() {
           total = total + value.to(torch::kFloat).reshape({});
         }
         const double total_value = total.item<double>();
-        if (!std::isfinite(total_value)) {
+        bool finite = std::isfinite(total_value);
+        if (dist_) {
+          // Every rank stops together when one rank's loss is not finite.
+          std::vector<torch::Tensor> flag = {torch::tensor({finite ? 0.0 : 1.0})};
+          dist_->AllReduceSum(flag, "loss check");
+          const bool others = flag[0].item<double>() > (finite ? 0.0 : 1.0);
+          if (finite && others) {
+            throw Error(absl::FailedPreconditionError(absl::StrFormat(
+                "stage '%s': the loss of another process is not finite at step %d (its output "
+                "has the terms); training stopped%s",
+                stage_.name, step_ + 1,
+                main_ ? "; the last good state is kept in " + state_path.string() : "")));
+          }
+        }
+        if (!finite) {
           std::vector<std::string> parts;
           for (const auto& [name, value] : terms) {
             parts.push_back(absl::StrFormat("%s=%g", name, value.item<double>()));
@@ -789,7 +1069,7 @@ TrainOutcome Trainer::Run() {
             if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
               weights_finite = false;
           }
-          if (!bench && weights_finite) {
+          if (writes && weights_finite) {
             SaveState();
             kept = absl::StrCat("the weights before this step (all finite) are saved in ",
                                 state_path.string());
@@ -806,15 +1086,17 @@ TrainOutcome Trainer::Run() {
         Clock::time_point t2 = Clock::now();
         torch::Tensor scaled = total / static_cast<double>(accumulate_);
         if (scaler_) scaled = scaler_->Scale(scaled);
-        Guarded("backward", [&] { scaled.backward(); });
+        if (has_samples) Guarded("backward", [&] { scaled.backward(); });
         sync();
         Clock::time_point t3 = Clock::now();
         ++batch_in_epoch_;
+        step_samples += BatchSize(batch);
         for (const auto& [name, value] : terms)
           window_terms[name] += value.item<double>() / accumulate_;
         window_samples += BatchSize(batch);
         if (batch_in_epoch_ % accumulate_ != 0) continue;
 
+        SyncGradients(step_samples);
         bool step_ok = true;
         if (scaler_) step_ok = scaler_->Unscale(*optimizer_);
         if (clip_ > 0 && step_ok) {
@@ -845,7 +1127,9 @@ TrainOutcome Trainer::Run() {
 
         if (step_ % log_interval_ == 0 || step_ == target) {
           const double elapsed = Seconds(window_start);
-          const double rate = elapsed > 0 ? window_samples / elapsed : 0;
+          // Samples per second over all processes (rank 0's count times the processes).
+          const double rate =
+              elapsed > 0 ? window_samples * (dist_ ? dist_->world_size() : 1) / elapsed : 0;
           const double per_step = Seconds(loop_start) / static_cast<double>(step_ - start_step);
           std::vector<std::pair<std::string, double>> shown;
           double loss_sum = 0;
@@ -857,7 +1141,7 @@ TrainOutcome Trainer::Run() {
           const double lr = optimizer_->param_groups().front().options().get_lr();
           progress_->Update(step_, epoch_, total_epochs_, shown, lr, rate,
                             per_step * static_cast<double>(target - step_));
-          if (!bench) {
+          if (writes) {
             std::vector<std::pair<std::string, MetricsLog::Value>> record = {
                 {"stage", stage_.name},
                 {"kind", std::string("train")},
@@ -883,6 +1167,7 @@ TrainOutcome Trainer::Run() {
           if (!last && IsDue(checkpoint_interval_, step_, false)) SaveState();
         }
         if (!bench && step_ == stop_at && stop_at < target) {
+          if (dist_) dist_->Barrier("stop");
           SaveState();
           progress_->Finish();
           TrainOutcome outcome;
@@ -907,6 +1192,19 @@ TrainOutcome Trainer::Run() {
     }
   } catch (const Error& e) {
     if (e.status().code() == absl::StatusCode::kResourceExhausted) throw out_of_memory(e);
+    if (dist_ && (e.status().code() == absl::StatusCode::kUnavailable ||
+                  e.status().code() == absl::StatusCode::kDeadlineExceeded)) {
+      // A rank died or hangs: say where the last good state is.
+      std::error_code exists_ec;
+      const std::string kept =
+          fs::exists(state_path, exists_ec)
+              ? absl::StrCat("the last resumable state is ", state_path.string(),
+                             "; run again, with any number of processes, to resume from it")
+              : std::string("no resumable state had been written yet");
+      throw Error(absl::Status(
+          e.status().code(), absl::StrFormat("stage '%s', step %d: %s; %s", stage_.name, step_ + 1,
+                                             e.status().message(), kept)));
+    }
     throw;
   }
   progress_->Finish();
@@ -924,22 +1222,31 @@ TrainOutcome Trainer::Run() {
     };
     outcome.bench_report = absl::StrCat(
         absl::StrFormat(
-            "bench: stage '%s' on %s, %d steps timed (after %d warm-up), batch %d x %d\n",
+            "bench: stage '%s' on %s, %d steps timed (after %d warm-up), batch %d x %d%s\n",
             stage_.name, device_.str(), timed_steps, step_ - start_step - timed_steps,
-            train_loader_->options().batch_size, accumulate_),
+            train_loader_->options().batch_size, accumulate_,
+            dist_ ? absl::StrCat(" per process, ", dist_->world_size(),
+                                 " processes (rank 0's times; throughput over all)")
+                  : std::string()),
         row("data", t_data), row("forward", t_forward), row("backward", t_backward),
         row("optimizer", t_optimizer), row("total", total),
-        absl::StrFormat("  throughput %.1f samples/s\n", total > 0 ? timed_samples / total : 0.0));
+        absl::StrFormat(
+            "  throughput %.1f samples/s\n",
+            total > 0 ? timed_samples * (dist_ ? dist_->world_size() : 1) / total : 0.0));
     outcome.completed = true;
     return outcome;
   }
   if (last_metrics_.empty() && val_loader_) MaybeEvaluateAndExport(true);
   const bool ema = ExportsEma(last_metrics_);
-  ExportModel(stage_.dir / "export" / "last.pt", last_metrics_, ema);
-  if (!fs::exists(stage_.dir / "export" / "best.pt", ec)) {
-    ExportModel(stage_.dir / "export" / "best.pt", last_metrics_, ema);
+  if (main_) {
+    ExportModel(stage_.dir / "export" / "last.pt", last_metrics_, ema);
+    if (!fs::exists(stage_.dir / "export" / "best.pt", ec)) {
+      ExportModel(stage_.dir / "export" / "best.pt", last_metrics_, ema);
+    }
   }
   SaveState();
+  // The other ranks go on only once rank 0's files are complete.
+  if (dist_) dist_->Barrier("end of stage");
   outcome.completed = true;
   outcome.metrics = last_metrics_;
   outcome.headline = headline_;

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "host/config.h"
+#include "host/distributed.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
 
@@ -30,6 +31,9 @@ struct TrainOptions {
   bool fresh = false;            // ignore an existing resumable state
   bool progress = true;
   int64_t bench_steps = 0;  // > 0: time this many steps, write nothing
+  // Data-parallel training: this process's place in the group (null: one process). Every rank
+  // trains on its share of each batch; only rank 0 writes files.
+  Distributed* dist = nullptr;
 };
 
 struct TrainOutcome {

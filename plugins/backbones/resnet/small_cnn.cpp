@@ -4,6 +4,8 @@
 // Stage i (1-based) is the Sequential `stage<i>`, laid out like torchvision's VGG `features`:
 //   stage<i>.0 conv3x3 (no bias)  stage<i>.1 batch norm  stage<i>.2 relu
 //   stage<i>.3 conv3x3 (no bias)  stage<i>.4 batch norm  stage<i>.5 relu  stage<i>.6 max-pool 2x2
+// (with norm = "none" the batch norms are identities and the convolutions have biases: a model
+// whose output for a sample does not depend on the rest of its batch),
 // so its parameters are stage1.0.weight, stage1.1.weight, stage1.1.running_mean, ...; the output of
 // stage<i> is the feature "feat.stage<i>" (each one halves the resolution).
 #include <torch/torch.h>
@@ -26,19 +28,26 @@ namespace {
 struct SmallCnnOptions {
   int64_t in_channels = 3;
   std::vector<int64_t> channels;
+  bool batch_norm = true;
 };
 
 SmallCnnOptions ReadOptions(const kd::Options& options) {
   SmallCnnOptions o;
   o.in_channels = options.Int("in_channels");
   o.channels = options.IntList("channels");
+  o.batch_norm = options.String("norm") == "batch";
   if (o.channels.empty()) options.Fail("channels", "give at least one stage width, e.g. [32, 64]");
   return o;
 }
 
-torch::nn::Conv2d Conv3x3(int64_t in_channels, int64_t out_channels) {
+torch::nn::Conv2d Conv3x3(int64_t in_channels, int64_t out_channels, bool bias) {
   return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in_channels, out_channels, 3).padding(1).bias(false));
+      torch::nn::Conv2dOptions(in_channels, out_channels, 3).padding(1).bias(bias));
+}
+
+torch::nn::AnyModule Norm(int64_t channels, bool batch_norm) {
+  if (batch_norm) return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
+  return torch::nn::AnyModule(torch::nn::Identity());
 }
 
 class SmallCnn : public kd::Backbone {
@@ -48,11 +57,12 @@ class SmallCnn : public kd::Backbone {
     for (size_t i = 0; i < channels_.size(); ++i) {
       const int64_t c = channels_[i];
       names_.push_back(absl::StrCat("feat.stage", i + 1));
-      stages_.push_back(register_module(
-          absl::StrCat("stage", i + 1),
-          torch::nn::Sequential(Conv3x3(in_channels, c), torch::nn::BatchNorm2d(c),
-                                torch::nn::ReLU(), Conv3x3(c, c), torch::nn::BatchNorm2d(c),
-                                torch::nn::ReLU(), torch::nn::MaxPool2d(2))));
+      stages_.push_back(
+          register_module(absl::StrCat("stage", i + 1),
+                          torch::nn::Sequential(Conv3x3(in_channels, c, !o.batch_norm),
+                                                Norm(c, o.batch_norm), torch::nn::ReLU(),
+                                                Conv3x3(c, c, !o.batch_norm), Norm(c, o.batch_norm),
+                                                torch::nn::ReLU(), torch::nn::MaxPool2d(2))));
       in_channels = c;
     }
     InitLikeTorchvision(*this);
@@ -94,7 +104,9 @@ void RegisterSmallCnn(kd::Registrar& registrar) {
                     .Int("in_channels", 3, "channels of the input image")
                     .Min(1)
                     .IntList("channels", {32, 64, 128}, "output channels of each stage")
-                    .Min(1),
+                    .Min(1)
+                    .Enum("norm", {"batch", "none"}, "batch",
+                          "batch norm after each convolution, or none (convolutions with biases)"),
                 [](const kd::Options& options, const kd::BuildContext&) {
                   return std::make_shared<SmallCnn>(ReadOptions(options));
                 });

@@ -1,0 +1,223 @@
+// Data-parallel training on c10d with Gloo over loopback: two processes reach the weights and the
+// metrics of one process with their combined batch; a killed or a hung rank ends the job with a
+// clear error, leaving a resumable state that one process finishes.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "host/checkpoint.h"
+#include "host/files.h"
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The quickstart's student without batch norm (its output for a sample does not depend on the
+// rest of the batch, so the two ways of batching compute the same gradients), one thread.
+std::string StudentArgs(const fs::path& work_dir, const std::string& extra) {
+  return " train " +
+         (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+         " --stage student --quiet --set model.backbone.norm=none --set run.threads=1"
+         " --set loader.workers=1 --set run.work_dir=" +
+         work_dir.string() + " " + extra;
+}
+
+fs::path StageDir(const fs::path& work_dir) { return kd::test::StageDir(work_dir, "student"); }
+
+// A TCP port for this test process's rendezvous.
+int Port(int offset) { return 20000 + static_cast<int>(::getpid() % 20000) + offset; }
+
+pid_t Spawn(const std::string& command, const fs::path& log) {
+  return kd::test::Spawn(command, log, /*append=*/false);
+}
+
+// Waits up to `limit` for `pid`; its exit code, or nullopt if it is still running.
+std::optional<int> WaitFor(pid_t pid, std::chrono::seconds limit) {
+  const auto deadline = Clock::now() + limit;
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return std::nullopt;
+}
+
+void KillAndReap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+}
+
+std::string Env(int rank, int port) {
+  return absl::StrCat("env RANK=", rank, " WORLD_SIZE=2 LOCAL_RANK=", rank,
+                      " MASTER_ADDR=127.0.0.1 MASTER_PORT=", port, " ");
+}
+
+// The two ranks of a long run; waits until rank 0 has written a resumable state.
+std::pair<pid_t, pid_t> StartLongRun(const fs::path& dir, int port) {
+  const std::string args =
+      StudentArgs(dir / "run",
+                  "--set data.train.num_samples=256 --set data.val.num_samples=64 "
+                  "--set train.max_epochs=0 --set train.max_iters=3000 --set train.val_interval=0 "
+                  "--set train.checkpoint_interval=2 --set loader.batch_size=8 "
+                  "--set run.dist_timeout_s=3");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  const pid_t rank0 = Spawn(Env(0, port) + kdhost + args, dir / "rank0.log");
+  const pid_t rank1 = Spawn(Env(1, port) + kdhost + args, dir / "rank1.log");
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline) {
+    std::error_code ec;
+    const fs::path stage = StageDir(dir / "run");
+    if (!stage.empty() && fs::exists(stage / "state" / "train_state.pt", ec)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return {rank0, rank1};
+}
+
+}  // namespace
+
+TEST_CASE("two processes x batch 16 under torchrun reach the weights and metrics of one x 32") {
+  const fs::path dir = kd::test::ScratchDir("distributed_equivalence");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  // 241 samples: 7 full global batches of 32 and one of 17, which the ranks split 9/8.
+  const std::string common =
+      "--set data.train.num_samples=241 --set data.val.num_samples=100 --set loader.drop_last=false"
+      " --set train.max_epochs=2 --set train.val_interval=1 --set loader.eval_batch_size=16";
+  auto one = kd::test::RunCommand(
+      kdhost + StudentArgs(dir / "one", common + " --set loader.batch_size=32") + " 2>&1");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  const std::string torchrun = kd::test::PythonPath() +
+                               " -m torch.distributed.run --standalone --nproc-per-node 2"
+                               " --no-python ";
+  auto two = kd::test::RunCommand(torchrun + kdhost +
+                                  StudentArgs(dir / "two", common + " --set loader.batch_size=16") +
+                                  " 2>&1");
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+
+  auto a = kd::host::LoadModelExport(StageDir(dir / "one") / "export" / "last.pt");
+  auto b = kd::host::LoadModelExport(StageDir(dir / "two") / "export" / "last.pt");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(a->step == 16);
+  REQUIRE(b->step == 16);
+  REQUIRE(a->state.size() == b->state.size());
+  double largest = 0;
+  for (const auto& [name, tensor] : a->state) {
+    INFO(name);
+    REQUIRE(b->state.count(name) == 1);
+    const torch::Tensor other = b->state.at(name);
+    REQUIRE(tensor.sizes() == other.sizes());
+    largest = std::max(largest, (tensor - other).abs().max().item<double>());
+    REQUIRE(torch::allclose(tensor, other, 1e-4, 1e-5));
+  }
+  INFO("largest weight difference " << largest);
+
+  // Evaluation: the gathered metric over 100 samples (7 batches dealt 4/3) is the single-process
+  // value after each epoch, to the float printed.
+  auto one_log = kd::host::ReadFile(StageDir(dir / "one") / "metrics.jsonl");
+  auto two_log = kd::host::ReadFile(StageDir(dir / "two") / "metrics.jsonl");
+  REQUIRE(one_log.ok());
+  REQUIRE(two_log.ok());
+  auto val_lines = [](const std::string& text) {
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+      const size_t end = text.find('\n', start);
+      const std::string line = text.substr(start, end - start);
+      if (line.find("\"kind\": \"val\"") != std::string::npos) lines.push_back(line);
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    return lines;
+  };
+  const std::vector<std::string> one_val = val_lines(*one_log), two_val = val_lines(*two_log);
+  REQUIRE(one_val.size() == 2);
+  REQUIRE(one_val == two_val);
+  REQUIRE(a->metrics.size() == 1);
+  REQUIRE(b->metrics.size() == 1);
+  REQUIRE(a->metrics[0].value == b->metrics[0].value);
+  // Only rank 0 reports.
+  size_t summaries = 0;
+  for (size_t at = two.output.find("run directory:"); at != std::string::npos;
+       at = two.output.find("run directory:", at + 1)) {
+    ++summaries;
+  }
+  REQUIRE(summaries == 1);
+}
+
+TEST_CASE("a killed rank stops the job with a clear error; one process resumes its checkpoint") {
+  const fs::path dir = kd::test::ScratchDir("distributed_killed");
+  auto [rank0, rank1] = StartLongRun(dir, Port(1));
+  const auto killed_at = Clock::now();
+  KillAndReap(rank1);
+  const std::optional<int> exit_code = WaitFor(rank0, std::chrono::seconds(60));
+  if (!exit_code) KillAndReap(rank0);
+  auto log = kd::host::ReadFile(dir / "rank0.log");
+  REQUIRE(log.ok());
+  INFO(*log);
+  REQUIRE(exit_code.has_value());
+  REQUIRE(*exit_code == 1);
+  REQUIRE(Clock::now() - killed_at < std::chrono::seconds(30));
+  REQUIRE_THAT(*log, Contains("rank 0: error: "));
+  REQUIRE_THAT(*log, Contains("lost contact with the other ranks"));
+  REQUIRE_THAT(*log, Contains("state/train_state.pt"));
+
+  const fs::path stage = StageDir(dir / "run");
+  auto state = kd::host::LoadTrainState(stage / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  REQUIRE(state->world_size == 2);
+  REQUIRE(state->global_batch == 16);
+  REQUIRE(state->step > 0);
+
+  // The same config in one process: batches of 8 instead of 2 x 8, from the same sample on.
+  const std::string args = StudentArgs(
+      dir / "run",
+      "--set data.train.num_samples=256 --set data.val.num_samples=64 --set train.max_epochs=0 "
+      "--set train.max_iters=3000 --set train.val_interval=0 --set train.checkpoint_interval=2 "
+      "--set loader.batch_size=8 --set run.dist_timeout_s=3 --stop-after " +
+          std::to_string(state->step + 4));
+  auto resumed = kd::test::RunCommand(kd::test::KdhostPath().string() + args + " 2>&1");
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  auto after = kd::host::LoadTrainState(stage / "state" / "train_state.pt");
+  REQUIRE(after.ok());
+  REQUIRE(after->world_size == 1);
+  REQUIRE(after->step == state->step + 4);
+  // 2 x 8 samples per step before, 8 after: the epoch position carried over in samples.
+  const int64_t steps_per_epoch = 256 / 8;
+  REQUIRE(after->batch_in_epoch == (state->batch_in_epoch * 2 + 4) % steps_per_epoch);
+}
+
+TEST_CASE("a rank that hangs stops the others after run.dist_timeout_s") {
+  const fs::path dir = kd::test::ScratchDir("distributed_hung");
+  auto [rank0, rank1] = StartLongRun(dir, Port(2));
+  ::kill(rank1, SIGSTOP);
+  const auto stopped_at = Clock::now();
+  const std::optional<int> exit_code = WaitFor(rank0, std::chrono::seconds(60));
+  const auto waited = Clock::now() - stopped_at;
+  if (!exit_code) KillAndReap(rank0);
+  KillAndReap(rank1);
+  auto log = kd::host::ReadFile(dir / "rank0.log");
+  REQUIRE(log.ok());
+  INFO(*log);
+  REQUIRE(exit_code.has_value());
+  REQUIRE(*exit_code == 1);
+  REQUIRE(waited >= std::chrono::seconds(2));
+  REQUIRE_THAT(*log, Contains("got no answer from the other ranks within 3 s"));
+  REQUIRE(kd::host::LoadTrainState(StageDir(dir / "run") / "state" / "train_state.pt").ok());
+}

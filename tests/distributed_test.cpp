@@ -89,7 +89,8 @@ std::pair<pid_t, pid_t> StartLongRun(const fs::path& dir, int port) {
 
 }  // namespace
 
-TEST_CASE("two processes x batch 16 under torchrun reach the weights and metrics of one x 32") {
+TEST_CASE(
+    "2 processes x batch 16 (torchrun, 1 or 2 nodes) reach the weights and metrics of 1 x 32") {
   const fs::path dir = kd::test::ScratchDir("distributed_equivalence");
   const std::string kdhost = kd::test::KdhostPath().string();
   // 241 samples: 7 full global batches of 32 and one of 17, which the ranks split 9/8.
@@ -151,6 +152,35 @@ TEST_CASE("two processes x batch 16 under torchrun reach the weights and metrics
   REQUIRE(a->metrics.size() == 1);
   REQUIRE(b->metrics.size() == 1);
   REQUIRE(a->metrics[0].value == b->metrics[0].value);
+  // Two machines of one process each, as torchrun's multi-node rendezvous sees them: two agents
+  // on loopback. The same weights and metrics again.
+  auto node = [&](int rank) {
+    return absl::StrCat(
+        "{ ", kd::test::PythonPath(),
+        " -m torch.distributed.run --nnodes 2 --nproc-per-node 1 --node-rank ", rank,
+        " --rdzv-backend c10d --rdzv-id kdhost-test --rdzv-endpoint 127.0.0.1:", Port(3),
+        " --no-python ", kdhost, StudentArgs(dir / "nodes", common + " --set loader.batch_size=16"),
+        "; echo exit", rank, "=$?; } > ", (dir / absl::StrCat("node", rank, ".log")).string(),
+        " 2>&1");
+  };
+  kd::test::RunCommand(node(0) + " & " + node(1) + "; wait");
+  auto node0 = kd::host::ReadFile(dir / "node0.log");
+  auto node1 = kd::host::ReadFile(dir / "node1.log");
+  REQUIRE(node0.ok());
+  REQUIRE(node1.ok());
+  INFO(*node0 << *node1);
+  REQUIRE_THAT(*node0, Contains("exit0=0"));
+  REQUIRE_THAT(*node1, Contains("exit1=0"));
+  auto c = kd::host::LoadModelExport(StageDir(dir / "nodes") / "export" / "last.pt");
+  REQUIRE(c.ok());
+  for (const auto& [name, tensor] : a->state) {
+    INFO(name);
+    REQUIRE(torch::allclose(tensor, c->state.at(name), 1e-4, 1e-5));
+  }
+  auto nodes_log = kd::host::ReadFile(StageDir(dir / "nodes") / "metrics.jsonl");
+  REQUIRE(nodes_log.ok());
+  REQUIRE(val_lines(*nodes_log) == one_val);
+
   // Only rank 0 reports.
   size_t summaries = 0;
   for (size_t at = two.output.find("run directory:"); at != std::string::npos;

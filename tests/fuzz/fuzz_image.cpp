@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::filesystem::path path = kd_fuzz::WriteInput("image", data, size);
   try {
     const torch::Tensor image = image_io::ReadImage(path, image_io::Channels::kRgb);
-    if (image.dim() != 3 || image.size(0) != 3) __builtin_trap();
+    KD_FUZZ_CHECK(image.dim() == 3 && image.size(0) == 3);
   } catch (const kd::Error&) {
   }
   try {

@@ -6,9 +6,23 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+// The oracle of a fuzz target beyond "no crash, no leaked exception": a property of what a reader
+// returned. A false one names itself and aborts (libFuzzer keeps the input as a crash; the replay
+// tests fail).
+#define KD_FUZZ_CHECK(condition)                                                              \
+  do {                                                                                        \
+    if (!(condition)) {                                                                       \
+      std::fprintf(stderr, "%s:%d: fuzz check failed: %s\n", __FILE__, __LINE__, #condition); \
+      std::abort();                                                                           \
+    }                                                                                         \
+  } while (0)
 
 namespace kd_fuzz {
 

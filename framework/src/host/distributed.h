@@ -69,6 +69,11 @@ class Distributed {
   void AllReduceSum(std::vector<torch::Tensor>& tensors, const std::string& what,
                     int64_t bucket_bytes = 25 << 20);
   void Barrier(const std::string& what);
+  // Rank 0's answer to a yes/no question, on every rank (for decisions only rank 0 may take,
+  // e.g. whether a file it writes exists).
+  bool Rank0Decides(bool mine, const std::string& what) {
+    return BroadcastBytes(mine ? "1" : "0", what) == "1";
+  }
   // Rank 0's bytes, on every rank.
   std::string BroadcastBytes(const std::string& bytes, const std::string& what);
   // Every rank's bytes, in rank order, on rank 0; an empty vector on the other ranks.

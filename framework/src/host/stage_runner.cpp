@@ -170,10 +170,9 @@ absl::Status CatchDistributed(F&& f) {
 }
 
 absl::StatusOr<bool> AgreeOnRank0(Distributed& dist, bool mine, const std::string& what) {
-  std::string answer;
-  KD_RETURN_IF_ERROR(
-      CatchDistributed([&] { answer = dist.BroadcastBytes(mine ? "1" : "0", what); }));
-  return answer == "1";
+  bool answer = false;
+  KD_RETURN_IF_ERROR(CatchDistributed([&] { answer = dist.Rank0Decides(mine, what); }));
+  return answer;
 }
 
 // Rank 0 writes every file and the others read the stages' outputs (teachers, partitions, resumable

@@ -193,6 +193,8 @@ class Trainer {
   void ReseedRank();
   std::vector<MetricValue> EvaluateDistributed(const std::string& prefix);
   void RecordValues(std::vector<MetricValue>& values, const std::string& prefix);
+  TensorDict EvalForward(const TensorDict& on_device);
+  void UpdateMetrics(const TensorDict& outputs, const TensorDict& batch);
   void MaybeEvaluateAndExport(bool final_eval);
   std::vector<MetricValue> Evaluate(const std::string& prefix);
   std::vector<MetricValue> EvaluateWithEma(const std::string& prefix);
@@ -599,8 +601,7 @@ void Trainer::SaveState() {
 
 // Rank 0's answer, on every rank (one process: `mine`).
 bool Trainer::Agree(bool mine, const std::string& what) {
-  if (!dist_) return mine;
-  return dist_->BroadcastBytes(mine ? "1" : "0", what) == "1";
+  return dist_ ? dist_->Rank0Decides(mine, what) : mine;
 }
 
 // Rank 0's weights, buffers, distiller state and EMA on every rank.
@@ -654,10 +655,10 @@ void Trainer::SyncGradients(int64_t local_samples) {
   f[n] = static_cast<double>(local_samples);
   sums.push_back(flags);
   dist_->AllReduceSum(sums, "gradient all-reduce", bucket_bytes_);
-  const double total = sums.back()[static_cast<int64_t>(n)].item<double>();
-  const torch::Tensor defined = sums.back();
+  const double* counts = sums.back().data_ptr<double>();  // reduced flags, then the sample total
+  const double total = counts[n];
   for (size_t i = 0; i < n; ++i) {
-    if (defined[static_cast<int64_t>(i)].item<double>() == 0 || total == 0) continue;
+    if (counts[i] == 0 || total == 0) continue;
     torch::Tensor averaged = sums[i].div_(total);
     if (params[i].grad().defined()) {
       params[i].mutable_grad().copy_(averaged);
@@ -685,18 +686,22 @@ std::vector<MetricValue> Trainer::Evaluate(const std::string& prefix) {
   auto epoch = val_loader_->Start(0);
   while (std::optional<TensorDict> batch = epoch->Next()) {
     TensorDict on_device = batch->To(device_, true);
-    TensorDict outputs;
-    {
-      AutocastGuard autocast(autocast_, autocast_dtype_);
-      outputs = Guarded("model forward (evaluation)", [&] { return model_->Forward(on_device); });
-    }
-    for (size_t i = 0; i < metrics_.size(); ++i) {
-      Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, on_device); });
-    }
+    UpdateMetrics(EvalForward(on_device), on_device);
   }
   RecordValues(out, prefix);
   model_->train();
   return out;
+}
+
+TensorDict Trainer::EvalForward(const TensorDict& on_device) {
+  AutocastGuard autocast(autocast_, autocast_dtype_);
+  return Guarded("model forward (evaluation)", [&] { return model_->Forward(on_device); });
+}
+
+void Trainer::UpdateMetrics(const TensorDict& outputs, const TensorDict& batch) {
+  for (size_t i = 0; i < metrics_.size(); ++i) {
+    Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, batch); });
+  }
 }
 
 // The metrics' values (after a pass), with the headline bookkeeping.
@@ -772,23 +777,14 @@ std::vector<MetricValue> Trainer::EvaluateDistributed(const std::string& prefix)
       if (round < mine) {
         std::optional<TensorDict> batch = epoch->Next();
         if (batch && !batch->empty()) {
-          TensorDict on_device = batch->To(device_, true);
-          TensorDict outputs;
-          {
-            AutocastGuard autocast(autocast_, autocast_dtype_);
-            outputs =
-                Guarded("model forward (evaluation)", [&] { return model_->Forward(on_device); });
-          }
-          bytes = PackForMetrics(outputs, *batch);
+          bytes = PackForMetrics(EvalForward(batch->To(device_, true)), *batch);
         }
       }
       std::vector<std::string> gathered = dist_->GatherBytes(bytes, "evaluation gather");
       for (const std::string& part : gathered) {
         if (part.empty()) continue;
         auto [outputs, batch] = UnpackForMetrics(part, device_);
-        for (size_t i = 0; i < metrics_.size(); ++i) {
-          Guarded("metric " + metric_names_[i], [&] { metrics_[i]->Update(outputs, batch); });
-        }
+        UpdateMetrics(outputs, batch);
       }
     }
     model_->train();

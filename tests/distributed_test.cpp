@@ -104,9 +104,12 @@ TEST_CASE(
   const std::string torchrun = kd::test::PythonPath() +
                                " -m torch.distributed.run --standalone --nproc-per-node 2"
                                " --no-python ";
-  auto two = kd::test::RunCommand(torchrun + kdhost +
-                                  StudentArgs(dir / "two", common + " --set loader.batch_size=16") +
-                                  " 2>&1");
+  // Buckets of 4 KB: the gradients (92 KB) go in many all-reduces at once.
+  auto two = kd::test::RunCommand(
+      torchrun + kdhost +
+      StudentArgs(dir / "two",
+                  common + " --set loader.batch_size=16 --set run.dist_bucket_mb=0.004") +
+      " 2>&1");
   INFO(two.output);
   REQUIRE(two.exit_code == 0);
 
@@ -250,4 +253,36 @@ TEST_CASE("a rank that hangs stops the others after run.dist_timeout_s") {
   REQUIRE(waited >= std::chrono::seconds(2));
   REQUIRE_THAT(*log, Contains("got no answer from the other ranks within 3 s"));
   REQUIRE(kd::host::LoadTrainState(StageDir(dir / "run") / "state" / "train_state.pt").ok());
+}
+
+TEST_CASE("ranks that do not share run.work_dir, and commands that cannot run data-parallel") {
+  const fs::path dir = kd::test::ScratchDir("distributed_refused");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  const std::string common =
+      "--set data.train.num_samples=64 --set data.val.num_samples=16 "
+      "--set train.max_epochs=1 --set loader.batch_size=8 "
+      "--set run.dist_timeout_s=20";
+  // Each rank is given its own directory, as on machines without a shared filesystem.
+  const pid_t rank0 =
+      Spawn(Env(0, Port(4)) + kdhost + StudentArgs(dir / "r0", common), dir / "rank0.log");
+  const pid_t rank1 =
+      Spawn(Env(1, Port(4)) + kdhost + StudentArgs(dir / "r1", common), dir / "rank1.log");
+  const std::optional<int> code0 = WaitFor(rank0, std::chrono::seconds(60));
+  const std::optional<int> code1 = WaitFor(rank1, std::chrono::seconds(60));
+  if (!code0) KillAndReap(rank0);
+  if (!code1) KillAndReap(rank1);
+  auto log = kd::host::ReadFile(dir / "rank0.log");
+  REQUIRE(log.ok());
+  INFO(*log);
+  REQUIRE(code0 == std::optional<int>(1));
+  REQUIRE(code1 == std::optional<int>(1));
+  REQUIRE_THAT(*log, Contains("is not shared: rank(s) 1 do not see rank 0's files there"));
+  REQUIRE_FALSE(fs::exists(StageDir(dir / "r0") / "state"));
+
+  auto eval = kd::test::RunCommand(
+      "env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 " + kdhost + " eval " +
+      (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string());
+  INFO(eval.output);
+  REQUIRE(eval.exit_code == 2);
+  REQUIRE_THAT(eval.output, Contains("only `kdhost run` and `kdhost train` run data-parallel"));
 }

@@ -100,7 +100,7 @@ TEST_CASE("kdhost plugins lists every plugin with its version and components") {
   REQUIRE_THAT(result.output,
                Contains("core 0.1.0  <built in>") && Contains("resnet 0.1.0") &&
                    Contains("backbone:    ResNet, SmallCNN") && Contains("fmnist_tasks 0.1.0") &&
-                   Contains("distiller:   KD, LogitMSE") && Contains("mlic_heads 0.1.0"));
+                   Contains("distiller:   KD, LogitMSE, PixelKD, CWD, Compose") && Contains("mlic_heads 0.1.0"));
 }
 
 TEST_CASE("kdhost describe prints a component's options with types, defaults and docs") {

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Writes a torchvision ResNet, ResNeXt or Wide ResNet as a kdhost model export.
+"""Writes a torchvision ResNet, ResNeXt, Wide ResNet or MobileNetV2 as a kdhost model export.
 
 The export is the file kdhost itself writes for a trained model (format "kdhost.model_export.v1",
 see docs/training.md): the weights under kdhost's names, the model's config as TOML (a
-core::BackboneHead of resnet::ResNet and mlic_heads::GapLinear), the class names, and empty
-metrics. A teacher can then be `checkpoint = "file.pt"`.
+core::BackboneHead of resnet::ResNet or mobilenet::MobileNetV2 and mlic_heads::GapLinear), the
+class names, and empty metrics. A teacher can then be `checkpoint = "file.pt"`.
 
     python tools/export_torchvision.py --arch resnet101 --weights IMAGENET1K_V2 --out r101.pt
     python tools/export_torchvision.py --arch resnext50_32x4d --random-seed 0 --num-classes 80 \\
         --out x50.pt --save-io x50_io.pt --input-size 64
 
-Names: torchvision's `fc` becomes the head's `head.fc`, everything else moves under `backbone.`
-unchanged (kdhost's ResNet uses torchvision's module names). The classifier is exported only when
-the class count matches it; --backbone-only leaves it out in any case.
+Names: torchvision's `fc` (MobileNetV2: `classifier.1`) becomes the head's `head.fc`, everything
+else moves under `backbone.` unchanged (kdhost's backbones use torchvision's module names). The
+classifier is exported only when the class count matches it; --backbone-only leaves it out in any
+case.
 """
 
 import argparse
@@ -34,6 +35,7 @@ ARCHES = (
     "resnext101_64x4d",
     "wide_resnet50_2",
     "wide_resnet101_2",
+    "mobilenet_v2",
 )
 # Blocks per stage -> depth, as in torchvision's resnet builders.
 DEPTHS = {
@@ -52,7 +54,8 @@ def fail(message):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Export a torchvision ResNet/ResNeXt/Wide ResNet as a kdhost model export.")
+        description="Export a torchvision ResNet/ResNeXt/Wide ResNet/MobileNetV2 as a kdhost "
+        "model export.")
     parser.add_argument("--arch", required=True, choices=ARCHES, help="torchvision model name")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -102,23 +105,47 @@ def build_model(args):
 
 
 def perturb_norm(model, seed):
-    """Random batch-norm parameters and statistics, scaled to keep deep networks' activations in
-    range: weight in [0.6, 1), bias and running mean ~ N(0, 0.1^2), running variance in [0.8, 1.2).
+    """Random batch-norm parameters and statistics that keep deep networks' activations in range:
+    the running statistics are first measured on random images (as training would, so that every
+    layer's output is normalised in eval mode; without residual normalisation, MobileNetV2's
+    activations otherwise saturate), then weight in [0.6, 1), bias ~ N(0, 0.1^2), running mean
+    shifted by N(0, 0.1^2) standard deviations, running variance scaled by [0.8, 1.2).
     """
     generator = torch.Generator().manual_seed(seed + 1)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for module in norms:
+        module.reset_running_stats()
+        module.momentum = None  # a cumulative average over the batch
+    model.train()
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_var.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
-                module.num_batches_tracked.fill_(
-                    int(torch.randint(1, 1000, (1,), generator=generator)))
+        model(torch.randn(8, 3, 64, 64, generator=generator))
+        for module, momentum in zip(norms, momenta):
+            module.momentum = momentum
+            c = module.num_features
+            std = module.running_var.sqrt()
+            module.weight.copy_(0.6 + 0.4 * torch.rand(c, generator=generator))
+            module.bias.copy_(0.1 * torch.randn(c, generator=generator))
+            module.running_mean.add_(0.1 * std * torch.randn(c, generator=generator))
+            module.running_var.mul_(0.8 + 0.4 * torch.rand(c, generator=generator))
+            module.num_batches_tracked.fill_(
+                int(torch.randint(1, 1000, (1,), generator=generator)))
+    model.eval()
+
+
+def classifier(model):
+    """The final linear layer and its name in torchvision's state dict."""
+    if isinstance(model, torchvision.models.MobileNetV2):
+        return model.classifier[1], "classifier.1."
+    return model.fc, "fc."
 
 
 def backbone_table(model):
+    """The backbone's TOML table, the head's extra options and a summary."""
+    if isinstance(model, torchvision.models.MobileNetV2):
+        # torchvision's classifier is Dropout(0.2) + Linear on the pooled 1280-channel features.
+        return ('type = "mobilenet::MobileNetV2"\nlast_conv = true\n', "dropout = 0.2\n",
+                "mobilenet::MobileNetV2 with last_conv")
     bottleneck = isinstance(model.layer1[0], Bottleneck)
     if not bottleneck and not isinstance(model.layer1[0], BasicBlock):
         fail(f"unknown block type {type(model.layer1[0]).__name__}")
@@ -126,22 +153,25 @@ def backbone_table(model):
     depth = DEPTHS.get((bottleneck, blocks))
     if depth is None:
         fail(f"no kdhost ResNet depth has {blocks} blocks per stage")
-    return depth, model.groups, model.base_width
+    return (f'type = "resnet::ResNet"\ndepth = {depth}\ngroups = {model.groups}\n'
+            f'width_per_group = {model.base_width}\n', "",
+            f"resnet::ResNet depth {depth}, groups {model.groups}, width_per_group "
+            f"{model.base_width}")
 
 
-def model_config(depth, groups, width_per_group, num_classes):
-    return (f'type = "core::BackboneHead"\n\n'
-            f'[backbone]\ntype = "resnet::ResNet"\ndepth = {depth}\ngroups = {groups}\n'
-            f'width_per_group = {width_per_group}\n\n'
-            f'[head]\ntype = "mlic_heads::GapLinear"\nnum_classes = {num_classes}\n')
+def model_config(backbone, head_options, num_classes):
+    return (f'type = "core::BackboneHead"\n\n[backbone]\n{backbone}\n'
+            f'[head]\ntype = "mlic_heads::GapLinear"\nnum_classes = {num_classes}\n'
+            f'{head_options}')
 
 
 def kdhost_state(model, with_classifier):
     state = {}
+    prefix = classifier(model)[1]
     for name, tensor in model.state_dict().items():
-        if name.startswith("fc."):
+        if name.startswith(prefix):
             if with_classifier:
-                state["head." + name] = tensor.detach().clone().contiguous()
+                state["head.fc." + name[len(prefix):]] = tensor.detach().clone().contiguous()
         else:
             state["backbone." + name] = tensor.detach().clone().contiguous()
     return state
@@ -158,7 +188,7 @@ def main(argv):
         perturb_norm(model, args.random_seed)
     model.eval()
 
-    classifier_classes = model.fc.out_features
+    classifier_classes = classifier(model)[0].out_features
     num_classes = args.num_classes or classifier_classes
     class_names = []
     if args.class_names:
@@ -175,10 +205,10 @@ def main(argv):
         print(f"export_torchvision: the {classifier_classes}-way classifier does not fit "
               f"{num_classes} classes; exporting the backbone only", file=sys.stderr)
 
-    depth, groups, width_per_group = backbone_table(model)
+    backbone, head_options, summary = backbone_table(model)
     export = {
         "format": EXPORT_FORMAT,
-        "model_config": model_config(depth, groups, width_per_group, num_classes),
+        "model_config": model_config(backbone, head_options, num_classes),
         "class_names": class_names,
         "state_dict": kdhost_state(model, with_classifier),
         # The layout kdhost writes: values by name and their order (none here).
@@ -196,9 +226,8 @@ def main(argv):
             logits = model(image)
         torch.save({"input": image, "logits": logits}, args.save_io)
 
-    print(f"{args.out}: {args.arch} as core::BackboneHead(resnet::ResNet depth {depth}, groups "
-          f"{groups}, width_per_group {width_per_group}; mlic_heads::GapLinear {num_classes} "
-          f"classes), {len(export['state_dict'])} tensors"
+    print(f"{args.out}: {args.arch} as core::BackboneHead({summary}; mlic_heads::GapLinear "
+          f"{num_classes} classes), {len(export['state_dict'])} tensors"
           f"{'' if with_classifier else ', no classifier'}")
 
 

@@ -20,6 +20,10 @@ class Distiller : public torch::nn::Module, public Component, public TrainingObs
                              const StepInfo& step) = 0;
   // Moves the (unregistered) teachers to `device`; the trainer calls it once before training.
   virtual void MoveTeachers(const torch::Device& device) = 0;
+  // True when the distiller's terms include its own version of the task loss (RDD re-weights the
+  // task cross-entropy): the trainer then skips the stage's `loss` while training. Evaluation and
+  // every other distiller term are unaffected.
+  virtual bool ReplacesTaskLoss() const { return false; }
 };
 
 }  // namespace kd

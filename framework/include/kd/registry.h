@@ -154,9 +154,10 @@ class BuildContext {
   const Backbone* backbone() const { return backbone_; }
   BuildContext WithBackbone(const Backbone* backbone) const;
 
-  // The training split's description (task, class names) while a model is built for training, or
-  // the one stored in an export while a teacher is rebuilt; null elsewhere. Heads use it to take
-  // their class count from the data (num_classes = 0).
+  // The training split's description (task, class names) while a stage's model, metrics, loss and
+  // distiller are built, or the one stored in an export while a teacher is rebuilt; null
+  // elsewhere. Heads use it to take their class count from the data (num_classes = 0), metrics
+  // to name classes.
   const DatasetInfo* dataset_info() const { return dataset_info_; }
   BuildContext WithDatasetInfo(const DatasetInfo* info) const;
   BuildContext WithStageAccess(const StageAccess* stages) const;

@@ -319,7 +319,9 @@ void Trainer::Setup(bool for_training) {
   if (const std::shared_ptr<Dataset>& source = train_set_ ? train_set_ : val_set_) {
     dataset_info_ = source->Info();
   }
-  model_ = ctx.WithDatasetInfo(&dataset_info_).Build<Model>(Kind::kModel, root_.Sub("model"));
+  // Metrics, losses and distillers see it too (class names for per-class tables, class counts).
+  ctx = ctx.WithDatasetInfo(&dataset_info_);
+  model_ = ctx.Build<Model>(Kind::kModel, root_.Sub("model"));
   model_->to(device_);
   for (const Options& m : root_.SubList("metrics")) {
     metrics_.push_back(ctx.Build<Metric>(Kind::kMetric, m));
@@ -1021,8 +1023,10 @@ TrainOutcome Trainer::Run() {
         if (has_samples) {
           AutocastGuard autocast(autocast_, autocast_dtype_);
           TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
-          terms = Guarded("loss " + root_.Sub("loss").Type(),
-                          [&] { return loss_->Forward(outputs, batch); });
+          if (!distiller_ || !distiller_->ReplacesTaskLoss()) {
+            terms = Guarded("loss " + root_.Sub("loss").Type(),
+                            [&] { return loss_->Forward(outputs, batch); });
+          }
           if (distiller_) {
             terms.Update(Guarded("distiller " + root_.Sub("distiller").Type(),
                                  [&] { return distiller_->Forward(batch, outputs, Info()); }));

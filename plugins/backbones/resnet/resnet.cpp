@@ -1,7 +1,8 @@
 // resnet::ResNet: torchvision's ResNet-18/34/50/101/152, ResNeXt and Wide ResNet without the
 // classifier, returning the outputs of layer1..layer4 as features. Submodules carry torchvision's
 // names (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, ...) so that torchvision state dicts
-// load by name.
+// load by name. The deep stem is the one of CIRKD's segmentation ResNets (ResNetV1b with
+// deep_stem), with its names (conv1, bn1, conv2, bn2, conv3, bn3).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -129,11 +130,15 @@ constexpr std::array<Architecture, 5> kArchitectures = {{{18, false, {2, 2, 2, 2
                                                          {101, true, {3, 4, 23, 3}},
                                                          {152, true, {3, 8, 36, 3}}}};
 
+// imagenet: 7x7/2 conv + 3x3/2 max-pool (torchvision); small: one 3x3/1 conv and no max-pool;
+// deep: three 3x3 convs (the first one /2) to 128 channels + 3x3/2 max-pool.
+enum class Stem { kImagenet, kSmall, kDeep };
+
 struct ResNetOptions {
   Architecture architecture{};
   BlockShape shape;
   int64_t in_channels = 3;
-  bool small_stem = false;
+  Stem stem = Stem::kImagenet;
   int64_t output_stride = 32;
   bool zero_init_residual = false;
 };
@@ -162,7 +167,8 @@ ResNetOptions ReadOptions(const kd::Options& options) {
                               "or 152"));
   }
   o.in_channels = options.Int("in_channels");
-  o.small_stem = options.String("stem") == "small";
+  const std::string stem = options.String("stem");
+  o.stem = stem == "small" ? Stem::kSmall : stem == "deep" ? Stem::kDeep : Stem::kImagenet;
   o.output_stride = options.Int("output_stride");
   if (o.output_stride != 8 && o.output_stride != 16 && o.output_stride != 32) {
     options.Fail("output_stride", absl::StrCat("output_stride ", o.output_stride,
@@ -180,11 +186,20 @@ const std::vector<std::string>& FeatureNameList() {
 
 class ResNet : public kd::Backbone {
  public:
-  explicit ResNet(const ResNetOptions& o) : small_stem_(o.small_stem) {
-    conv1_ = register_module(
-        "conv1", o.small_stem ? Conv(o.in_channels, 64, 3, 1) : Conv(o.in_channels, 64, 7, 2));
+  explicit ResNet(const ResNetOptions& o) : stem_(o.stem) {
+    // The deep stem is ResNetV1b's deep_stem as CIRKD defines it: conv3x3/2 in->64, conv3x3
+    // 64->64, conv3x3 64->128, each followed by its batch norm and a ReLU.
+    conv1_ = register_module("conv1", o.stem == Stem::kImagenet ? Conv(o.in_channels, 64, 7, 2)
+                                      : o.stem == Stem::kSmall  ? Conv(o.in_channels, 64, 3, 1)
+                                                                : Conv(o.in_channels, 64, 3, 2));
     bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
-    if (!o.small_stem) {
+    if (o.stem == Stem::kDeep) {
+      conv2_ = register_module("conv2", Conv(64, 64, 3, 1));
+      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(64));
+      conv3_ = register_module("conv3", Conv(64, kDeepStemChannels, 3, 1));
+      bn3_ = register_module("bn3", torch::nn::BatchNorm2d(kDeepStemChannels));
+    }
+    if (o.stem != Stem::kSmall) {
       maxpool_ = register_module(
           "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
     }
@@ -202,7 +217,11 @@ class ResNet : public kd::Backbone {
 
   kd::TensorDict Forward(const torch::Tensor& image) override {
     torch::Tensor x = torch::relu(bn1_(conv1_(image)));
-    if (!small_stem_) x = maxpool_(x);
+    if (stem_ == Stem::kDeep) {
+      x = torch::relu(bn2_(conv2_(x)));
+      x = torch::relu(bn3_(conv3_(x)));
+    }
+    if (stem_ != Stem::kSmall) x = maxpool_(x);
     kd::TensorDict features;
     for (size_t i = 0; i < layers_.size(); ++i) {
       x = layers_[i]->forward(x);
@@ -232,7 +251,9 @@ class ResNet : public kd::Backbone {
     const std::array<int64_t, 4>& blocks = o.architecture.blocks;
     const std::array<bool, 4> dilate = {false, false, o.output_stride == 8, o.output_stride <= 16};
     std::vector<torch::nn::BatchNorm2d> residual_bns;
-    int64_t in_channels = 64;
+    // The deep stem ends with 128 channels, so layer1's first block gets a projection shortcut
+    // even with basic blocks (as in ResNetV1b).
+    int64_t in_channels = o.stem == Stem::kDeep ? kDeepStemChannels : 64;
     int64_t dilation = 1;
     for (size_t stage = 0; stage < 4; ++stage) {
       const int64_t planes = int64_t{64} << stage;
@@ -263,9 +284,15 @@ class ResNet : public kd::Backbone {
     return residual_bns;
   }
 
-  bool small_stem_;
+  static constexpr int64_t kDeepStemChannels = 128;
+
+  Stem stem_;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::BatchNorm2d bn1_{nullptr};
+  torch::nn::Conv2d conv2_{nullptr};  // conv2 .. bn3: the deep stem only
+  torch::nn::BatchNorm2d bn2_{nullptr};
+  torch::nn::Conv2d conv3_{nullptr};
+  torch::nn::BatchNorm2d bn3_{nullptr};
   torch::nn::MaxPool2d maxpool_{nullptr};
   std::vector<torch::nn::Sequential> layers_;
   std::array<int64_t, 4> channels_{};
@@ -291,9 +318,11 @@ void RegisterResNet(kd::Registrar& registrar) {
           .Min(1)
           .Int("in_channels", 3, "channels of the input image")
           .Min(1)
-          .Enum("stem", {"imagenet", "small"}, "imagenet",
+          .Enum("stem", {"imagenet", "small", "deep"}, "imagenet",
                 "imagenet: 7x7/2 conv + 3x3/2 max-pool (torchvision); small: 3x3/1 conv, no "
-                "max-pool, for 28-96 px images")
+                "max-pool, for 28-96 px images; deep: three 3x3 convs (/2, 64, 64, 128 channels; "
+                "conv1..3, bn1..3) + 3x3/2 max-pool, the ResNetV1b deep stem of CIRKD's "
+                "segmentation ResNets")
           .Int("output_stride", 32,
                "32, or 16 / 8 to dilate layer4 / layer3+layer4 instead of striding them "
                "(torchvision's replace_stride_with_dilation; for dense prediction)")

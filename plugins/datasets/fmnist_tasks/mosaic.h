@@ -84,5 +84,6 @@ class MosaicComposer {
 
 // Registration of this plugin's components, one function per source file.
 void RegisterMultiLabelMosaic(kd::Registrar& registrar);
+void RegisterSegmentationMosaic(kd::Registrar& registrar);
 
 }  // namespace fmnist_tasks

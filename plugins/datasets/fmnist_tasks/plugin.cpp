@@ -5,9 +5,12 @@
 
 namespace fmnist_tasks {
 
-void Register(kd::Registrar& registrar) { RegisterMultiLabelMosaic(registrar); }
+void Register(kd::Registrar& registrar) {
+  RegisterMultiLabelMosaic(registrar);
+  RegisterSegmentationMosaic(registrar);
+}
 
 }  // namespace fmnist_tasks
 
-KD_PLUGIN("0.1.0", "tasks composed from Fashion-MNIST: multi-label mosaics",
+KD_PLUGIN("0.1.0", "tasks composed from Fashion-MNIST: multi-label mosaics, segmentation canvases",
           fmnist_tasks::Register);

@@ -14,6 +14,37 @@
 
 namespace transforms {
 
+// Accumulated as Pillow's ImagingScaleAffine does, so that the indices equal Pillow's.
+torch::Tensor NearestIndices(int64_t in, int64_t out) {
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  std::vector<int64_t> indices(out);
+  double position = scale * 0.5;
+  for (int64_t i = 0; i < out; ++i) {
+    indices[i] = std::min(static_cast<int64_t>(position), in - 1);
+    position += scale;
+  }
+  return torch::tensor(indices, torch::kLong);
+}
+
+kd::TensorDict ResizeSample(kd::TensorDict sample, const torch::Tensor& image,
+                            const torch::Tensor* mask, int64_t height, int64_t width,
+                            bool antialias) {
+  if (height == image.size(1) && width == image.size(2)) return sample;
+  if (mask != nullptr) {
+    sample.Set("mask", mask->index_select(0, NearestIndices(mask->size(0), height))
+                           .index_select(1, NearestIndices(mask->size(1), width)));
+  }
+  namespace F = torch::nn::functional;
+  sample.Set("image",
+             F::interpolate(image.unsqueeze(0), F::InterpolateFuncOptions()
+                                                    .size(std::vector<int64_t>{height, width})
+                                                    .mode(torch::kBilinear)
+                                                    .align_corners(false)
+                                                    .antialias(antialias))
+                 .squeeze(0));
+  return sample;
+}
+
 namespace {
 
 // torchvision's Resize(size) on a PIL image: [h, w] is the output size; a single value is the
@@ -27,19 +58,6 @@ std::pair<int64_t, int64_t> OutputSize(const std::vector<int64_t>& size, int64_t
   const auto scaled =
       static_cast<int64_t>(static_cast<double>(size[0] * longer) / static_cast<double>(shorter));
   return height <= width ? std::make_pair(size[0], scaled) : std::make_pair(scaled, size[0]);
-}
-
-// Pillow's Image.resize(NEAREST) source indices: ImagingScaleAffine with scale = in / out, i.e.
-// floor((i + 0.5) * scale), accumulated as Pillow does.
-torch::Tensor NearestIndices(int64_t in, int64_t out) {
-  const double scale = static_cast<double>(in) / static_cast<double>(out);
-  std::vector<int64_t> indices(out);
-  double position = scale * 0.5;
-  for (int64_t i = 0; i < out; ++i) {
-    indices[i] = std::min(static_cast<int64_t>(position), in - 1);
-    position += scale;
-  }
-  return torch::tensor(indices, torch::kLong);
 }
 
 // Bilinear resizing of `image`; see Resize's documentation for how it relates to Pillow.
@@ -63,20 +81,7 @@ class Resize : public kd::Transform {
     const torch::Tensor& image = SampleImage(sample, "transforms::Resize");
     const torch::Tensor* mask = SampleMask(sample, image, "transforms::Resize");
     const auto [height, width] = OutputSize(size_, image.size(1), image.size(2));
-    if (height == image.size(1) && width == image.size(2)) return sample;
-    if (mask != nullptr) {
-      sample.Set("mask", mask->index_select(0, NearestIndices(mask->size(0), height))
-                             .index_select(1, NearestIndices(mask->size(1), width)));
-    }
-    namespace F = torch::nn::functional;
-    sample.Set("image",
-               F::interpolate(image.unsqueeze(0), F::InterpolateFuncOptions()
-                                                      .size(std::vector<int64_t>{height, width})
-                                                      .mode(torch::kBilinear)
-                                                      .align_corners(false)
-                                                      .antialias(antialias_))
-                   .squeeze(0));
-    return sample;
+    return ResizeSample(std::move(sample), image, mask, height, width, antialias_);
   }
 
  private:

@@ -1,5 +1,5 @@
 // Entry point of the transforms plugin: image augmentations (resize, flip, cutout, RandAugment,
-// normalisation) for the image datasets.
+// normalisation, random scale and crop) for the image datasets.
 #include "kd/plugin.h"
 #include "transforms.h"
 
@@ -10,9 +10,12 @@ void Register(kd::Registrar& registrar) {
   RegisterCutout(registrar);
   RegisterRandAugment(registrar);
   RegisterNormalize(registrar);
+  RegisterSegGeometry(registrar);
 }
 
 }  // namespace transforms
 
-KD_PLUGIN("0.1.0", "image augmentations: resize, flip, cutout, RandAugment, normalisation",
+KD_PLUGIN("0.1.0",
+          "image augmentations: resize, flip, cutout, RandAugment, normalisation, random scale "
+          "and crop",
           transforms::Register);

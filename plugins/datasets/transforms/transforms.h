@@ -18,10 +18,22 @@ const torch::Tensor& SampleImage(const kd::TensorDict& sample, absl::string_view
 const torch::Tensor* SampleMask(const kd::TensorDict& sample, const torch::Tensor& image,
                                 absl::string_view component);
 
+// Source indices of nearest-neighbour resampling from `in` to `out` pixels, as Pillow's
+// Image.resize(NEAREST) picks them: floor((i + 0.5) * in / out), int64 [out].
+torch::Tensor NearestIndices(int64_t in, int64_t out);
+
+// `sample` with `image` ([C, H, W]) resized bilinearly to height x width (half-pixel centres,
+// align_corners = false) and `mask` (when not null) by nearest neighbours with NearestIndices;
+// unchanged when the size already matches. `image` and `mask` are the sample's own tensors.
+kd::TensorDict ResizeSample(kd::TensorDict sample, const torch::Tensor& image,
+                            const torch::Tensor* mask, int64_t height, int64_t width,
+                            bool antialias);
+
 // Registration of this plugin's components, one function per source file.
 void RegisterGeometry(kd::Registrar& registrar);
 void RegisterCutout(kd::Registrar& registrar);
 void RegisterRandAugment(kd::Registrar& registrar);
 void RegisterNormalize(kd::Registrar& registrar);
+void RegisterSegGeometry(kd::Registrar& registrar);
 
 }  // namespace transforms

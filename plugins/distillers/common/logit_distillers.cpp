@@ -1,12 +1,14 @@
-// The `distillers` plugin: method-independent distillers on the task logits (vanilla KD and logit
-// MSE), and the plugin's entry point.
+// The `distillers` plugin: method-independent distillers on the task logits (vanilla KD, logit
+// MSE, and for dense prediction pixel-wise KD and CWD), and the plugin's entry point.
 #include <torch/torch.h>
 
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "compose.h"
 #include "kd/plugin.h"
 #include "logit_losses.h"
 
@@ -97,6 +99,50 @@ class LogitMseDistiller : public LogitDistiller {
   Reduction reduction_;
 };
 
+// The teacher's dense logits at the student's resolution: a teacher with another output stride
+// (or evaluated with test-time augmentation) is resized bilinearly (align_corners).
+torch::Tensor MatchResolution(const torch::Tensor& teacher, const torch::Tensor& student) {
+  if (teacher.dim() != 4 || student.dim() != 4 ||
+      (teacher.size(2) == student.size(2) && teacher.size(3) == student.size(3))) {
+    return teacher;
+  }
+  namespace F = torch::nn::functional;
+  return F::interpolate(teacher, F::InterpolateFuncOptions()
+                                     .size(std::vector<int64_t>{student.size(2), student.size(3)})
+                                     .mode(torch::kBilinear)
+                                     .align_corners(true));
+}
+
+// Dense-prediction distillers on [B, C, h, w] logits: pixel-wise KD and channel-wise
+// distillation.
+class DenseDistiller : public LogitDistiller {
+ public:
+  enum class Formula { kPixelKd, kChannelWise };
+
+  DenseDistiller(const kd::Options& options, const kd::BuildContext& ctx, Formula formula)
+      : LogitDistiller(options, ctx),
+        formula_(formula),
+        temperature_(options.Float("temperature")) {
+    if (temperature_ <= 0) {
+      options.Fail("temperature", absl::StrCat("must be > 0, got ", temperature_));
+    }
+  }
+
+  kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
+                         const kd::StepInfo& /*step*/) override {
+    const LogitPair logits = Logits(batch, student_outputs);
+    const torch::Tensor teacher = MatchResolution(logits.teacher, logits.student);
+    if (formula_ == Formula::kPixelKd) {
+      return {{"loss.kd", weight() * PixelKd(logits.student, teacher, temperature_)}};
+    }
+    return {{"loss.cwd", weight() * ChannelWiseKd(logits.student, teacher, temperature_)}};
+  }
+
+ private:
+  Formula formula_;
+  double temperature_;
+};
+
 void Register(kd::Registrar& registrar) {
   registrar.Add(kd::Kind::kDistiller, "KD",
                 "vanilla KD (Hinton 2015): T²-scaled KL between teacher and student soft logits; "
@@ -115,10 +161,30 @@ void Register(kd::Registrar& registrar) {
                 [](const kd::Options& o, const kd::BuildContext& ctx) {
                   return std::make_shared<LogitMseDistiller>(o, ctx);
                 });
+  registrar.Add(kd::Kind::kDistiller, "PixelKD",
+                "pixel-wise KD of dense logits (CIRKD's CriterionKD): T²·KL(teacher‖student) "
+                "over classes, averaged over all pixels; term loss.kd",
+                LogitDistillerSchema().Float("temperature", 1.0, "softening temperature T (> 0)"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<DenseDistiller>(o, ctx,
+                                                          DenseDistiller::Formula::kPixelKd);
+                });
+  registrar.Add(kd::Kind::kDistiller, "CWD",
+                "channel-wise distillation (Shu et al. 2021): per channel a softmax over "
+                "positions, T²/(B·C)·Σ KL(teacher‖student); term loss.cwd",
+                LogitDistillerSchema().Float("temperature", 4.0, "softening temperature T (> 0)"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<DenseDistiller>(o, ctx,
+                                                          DenseDistiller::Formula::kChannelWise);
+                });
+  RegisterCompose(registrar);
 }
 
 }  // namespace
 
 }  // namespace distillers
 
-KD_PLUGIN("0.1.0", "logit distillers: vanilla KD, logit MSE", distillers::Register);
+KD_PLUGIN("0.1.0",
+          "method-independent distillers: vanilla KD, logit MSE, pixel-wise KD, CWD, and "
+          "Compose (several distillers at once)",
+          distillers::Register);

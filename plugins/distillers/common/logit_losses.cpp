@@ -51,6 +51,45 @@ torch::Tensor MultiLabelKd(const torch::Tensor& student, const torch::Tensor& te
   return kl.mean() * (temperature * temperature);
 }
 
+namespace {
+
+void CheckDense(absl::string_view loss, const torch::Tensor& student) {
+  if (student.dim() != 4) {
+    throw kd::Error(absl::InvalidArgumentError(
+        absl::StrCat(loss, ": expected dense [batch, channels, height, width] maps, got shape ",
+                     c10::str(student.sizes()))));
+  }
+}
+
+// KL(p ‖ q) summed over `dim` and every other element, from logits already divided by T.
+torch::Tensor KlSum(const torch::Tensor& student, const torch::Tensor& teacher, int64_t dim) {
+  const torch::Tensor log_q = torch::log_softmax(student, dim);
+  const torch::Tensor log_p = torch::log_softmax(teacher, dim);
+  return (log_p.exp() * (log_p - log_q)).sum();
+}
+
+}  // namespace
+
+torch::Tensor PixelKd(const torch::Tensor& student, const torch::Tensor& teacher,
+                      double temperature) {
+  CheckSameShape("PixelKD", student, teacher);
+  CheckDense("PixelKD", student);
+  const double pixels = static_cast<double>(student.size(0) * student.size(2) * student.size(3));
+  return KlSum(student / temperature, teacher.detach() / temperature, 1) / pixels *
+         (temperature * temperature);
+}
+
+torch::Tensor ChannelWiseKd(const torch::Tensor& student, const torch::Tensor& teacher,
+                            double temperature) {
+  CheckSameShape("CWD", student, teacher);
+  CheckDense("CWD", student);
+  const int64_t b = student.size(0);
+  const int64_t c = student.size(1);
+  const torch::Tensor s = (student / temperature).reshape({b, c, -1});
+  const torch::Tensor t = (teacher.detach() / temperature).reshape({b, c, -1});
+  return KlSum(s, t, 2) / static_cast<double>(b * c) * (temperature * temperature);
+}
+
 torch::Tensor LogitMse(const torch::Tensor& student, const torch::Tensor& teacher,
                        Reduction reduction) {
   CheckSameShape("LogitMSE", student, teacher);

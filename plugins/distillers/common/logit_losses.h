@@ -20,6 +20,18 @@ torch::Tensor SoftmaxKd(const torch::Tensor& student, const torch::Tensor& teach
 torch::Tensor MultiLabelKd(const torch::Tensor& student, const torch::Tensor& teacher,
                            double temperature);
 
+// Pixel-wise KD of dense predictions, as CriterionKD of the segmentation distillation code (CIRKD,
+// RDD): every pixel of [B, C, h, w] logits is a C-way softmax; T² · KL(teacher ‖ student) summed
+// over classes and averaged over all B·h·w pixels (ignored ones included).
+torch::Tensor PixelKd(const torch::Tensor& student, const torch::Tensor& teacher,
+                      double temperature);
+
+// Channel-wise distillation (Shu et al., "Channel-wise Knowledge Distillation for Dense
+// Prediction", ICCV 2021): each channel of [B, C, h, w] maps is a softmax over its h·w positions;
+//   T² / (B·C) · Σ_b Σ_c KL(teacher_bc ‖ student_bc).
+torch::Tensor ChannelWiseKd(const torch::Tensor& student, const torch::Tensor& teacher,
+                            double temperature);
+
 enum class Reduction { kMean, kSum };
 
 // Squared error between raw logits, (s − t)², averaged or summed over every element (PSD's

@@ -1,6 +1,6 @@
 // Tests of the resnet plugin: torchvision's parameter names, shapes and counts (ResNet, ResNeXt,
-// Wide ResNet), feature shapes for every stem and output stride, initialisation, option errors, and
-// SmallCNN.
+// Wide ResNet), the deep stem's names, feature shapes for every stem and output stride,
+// initialisation, option errors, and SmallCNN.
 #include <torch/torch.h>
 #include <catch2/catch.hpp>
 
@@ -263,6 +263,77 @@ stem = "small")");
   // 28 -> 28 (layer1) -> 14 -> 7 -> 4 (3x3/2 with padding 1 rounds up).
   CHECK(FeatureShapes(*net, torch::randn({1, 1, 28, 28})) ==
         Shapes{{1, 64, 28, 28}, {1, 128, 14, 14}, {1, 256, 7, 7}, {1, 512, 4, 4}});
+}
+
+TEST_CASE("The deep stem has ResNetV1b's conv1..3 and bn1..3 and feeds 128 channels to layer1") {
+  auto net = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 18
+stem = "deep")");
+  // CIRKD's ResNetV1b(deep_stem=True): conv3x3/2 3->64, conv3x3 64->64, conv3x3 64->128.
+  CHECK(StateShape(*net, "conv1.weight") == std::vector<int64_t>{64, 3, 3, 3});
+  CHECK(StateShape(*net, "bn1.weight") == std::vector<int64_t>{64});
+  CHECK(StateShape(*net, "conv2.weight") == std::vector<int64_t>{64, 64, 3, 3});
+  CHECK(StateShape(*net, "bn2.running_var") == std::vector<int64_t>{64});
+  CHECK(StateShape(*net, "conv3.weight") == std::vector<int64_t>{128, 64, 3, 3});
+  CHECK(StateShape(*net, "bn3.weight") == std::vector<int64_t>{128});
+  CHECK(StateShape(*net, "bn3.num_batches_tracked") == std::vector<int64_t>{});
+  CHECK_FALSE(HasStateWithPrefix(*net, "conv1.0"));
+  CHECK_FALSE(HasStateWithPrefix(*net, "conv4"));
+  // layer1 takes 128 channels, so even a basic block gets a projection shortcut there.
+  CHECK(StateShape(*net, "layer1.0.conv1.weight") == std::vector<int64_t>{64, 128, 3, 3});
+  CHECK(StateShape(*net, "layer1.0.downsample.0.weight") == std::vector<int64_t>{64, 128, 1, 1});
+  CHECK(StateShape(*net, "layer1.0.downsample.1.weight") == std::vector<int64_t>{64});
+  CHECK_FALSE(HasStateWithPrefix(*net, "layer1.1.downsample"));
+  CHECK(StateShape(*net, "layer2.0.conv1.weight") == std::vector<int64_t>{128, 64, 3, 3});
+  // 11,176,512 - 9,536 (7x7 stem) + 112,832 (deep stem) + 36,864 (wider layer1.0.conv1)
+  // + 8,320 (layer1.0.downsample); 120 state entries + 12 (conv2, bn2, conv3, bn3) + 6.
+  CHECK(CountParameters(*net) == 11324992);
+  CHECK(CountStateEntries(*net) == 138);
+}
+
+TEST_CASE("The deep stem widens ResNet-101's first bottleneck input to 128 channels") {
+  auto net = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 101
+stem = "deep")");
+  CHECK(StateShape(*net, "layer1.0.conv1.weight") == std::vector<int64_t>{64, 128, 1, 1});
+  CHECK(StateShape(*net, "layer1.0.downsample.0.weight") == std::vector<int64_t>{256, 128, 1, 1});
+  CHECK(StateShape(*net, "layer1.1.conv1.weight") == std::vector<int64_t>{64, 256, 1, 1});
+  // 42,500,160 - 9,536 + 112,832 + 4,096 (layer1.0.conv1) + 16,384 (layer1.0.downsample.0).
+  CHECK(CountParameters(*net) == 42623936);
+}
+
+TEST_CASE("The deep stem with output_stride 8 gives stride-8 features at 64 px") {
+  auto r18 = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 18
+stem = "deep"
+output_stride = 8)");
+  // 64 px: conv1 /2 -> 32, max-pool /2 -> 16, layer2 /2 -> 8, then dilation.
+  CHECK(FeatureShapes(*r18, torch::randn({1, 3, 64, 64})) ==
+        Shapes{{1, 64, 16, 16}, {1, 128, 8, 8}, {1, 256, 8, 8}, {1, 512, 8, 8}});
+  CHECK(ConvDilation(*r18, "layer4.1.conv2") == 4);
+  auto r101 = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 101
+stem = "deep"
+output_stride = 8)");
+  CHECK(FeatureShapes(*r101, torch::randn({1, 3, 64, 64})) ==
+        Shapes{{1, 256, 16, 16}, {1, 512, 8, 8}, {1, 1024, 8, 8}, {1, 2048, 8, 8}});
+  CHECK(r101->FeatureChannels("feat.layer3") == 1024);
+}
+
+TEST_CASE("The deep stem takes in_channels in conv1 and initialises like the rest") {
+  auto net = MakeBackbone(R"(type = "resnet::ResNet"
+depth = 18
+in_channels = 1
+stem = "deep")");
+  CHECK(StateShape(*net, "conv1.weight") == std::vector<int64_t>{64, 1, 3, 3});
+  const auto params = net->named_parameters();
+  // kaiming_normal_(fan_out, relu) on conv3: std = sqrt(2 / (128 * 3 * 3)).
+  CHECK(params["conv3.weight"].std().item<double>() ==
+        Approx(std::sqrt(2.0 / (128 * 9))).epsilon(0.05));
+  CHECK(torch::all(params["bn3.weight"] == 1).item<bool>());
+  CHECK(torch::all(params["bn2.bias"] == 0).item<bool>());
+  CHECK(FeatureShapes(*net, torch::randn({2, 1, 32, 32})) ==
+        Shapes{{2, 64, 8, 8}, {2, 128, 4, 4}, {2, 256, 2, 2}, {2, 512, 1, 1}});
 }
 
 TEST_CASE("ResNet initialises like torchvision: kaiming fan_out convs, BN weight 1 and bias 0") {

@@ -1,8 +1,6 @@
 // Tests of the fmnist_tasks plugin: the IDX reader (through the dataset it feeds) and the
 // multi-label mosaic task, with its `transforms` list. Most cases run on tiny fixture files written
 // here in the real gzip IDX format; one measures co-occurrence on the real Debian data.
-#include <zlib.h>
-
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixture_idx.h"
 #include "kd/dataset.h"
 #include "test_support.h"
 
@@ -19,52 +18,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int64_t kSide = 28;
-constexpr int kFixtureImages = 20;
+using fmnist_fixture::Fixture;
+using fmnist_fixture::FixtureValue;
+using fmnist_fixture::kSide;
 const char* const kRealRoot = "/usr/share/datasets/fashion-mnist";
 
-// Fixture image j is filled with this value everywhere and labelled j % 10, so every canvas cell
-// tells which class (and which image) sits in it.
-uint8_t FixtureValue(int j) { return static_cast<uint8_t>(10 * (j + 1)); }
-
-void AppendBigEndian(std::vector<uint8_t>& out, uint32_t value) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(value >> shift));
-}
-
-void WriteGz(const fs::path& path, const std::vector<uint8_t>& bytes) {
-  gzFile file = gzopen(path.c_str(), "wb");
-  REQUIRE(file != nullptr);
-  REQUIRE(gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size())) ==
-          static_cast<int>(bytes.size()));
-  REQUIRE(gzclose(file) == Z_OK);
-}
-
-struct Fixture {
-  uint32_t images_magic = 2051;
-  uint32_t labels_magic = 2049;
-  int labels = kFixtureImages;  // number of labels written
-  size_t cut_image_bytes = 0;   // bytes removed from the end of the image file
-};
-
-// Writes train-{images,labels} fixture files into a fresh scratch directory and returns it.
 fs::path WriteFixture(const std::string& name, const Fixture& fixture = {}) {
-  const fs::path dir = kd::test::ScratchDir(name);
-  std::vector<uint8_t> images;
-  AppendBigEndian(images, fixture.images_magic);
-  AppendBigEndian(images, kFixtureImages);
-  AppendBigEndian(images, kSide);
-  AppendBigEndian(images, kSide);
-  for (int j = 0; j < kFixtureImages; ++j)
-    images.insert(images.end(), kSide * kSide, FixtureValue(j));
-  images.resize(images.size() - fixture.cut_image_bytes);
-  WriteGz(dir / "train-images-idx3-ubyte.gz", images);
-
-  std::vector<uint8_t> labels;
-  AppendBigEndian(labels, fixture.labels_magic);
-  AppendBigEndian(labels, fixture.labels);
-  for (int j = 0; j < fixture.labels; ++j) labels.push_back(static_cast<uint8_t>(j % 10));
-  WriteGz(dir / "train-labels-idx1-ubyte.gz", labels);
-  return dir;
+  return fmnist_fixture::Write(name, fixture);
 }
 
 std::shared_ptr<kd::Dataset> MakeMosaic(const std::string& extra) {

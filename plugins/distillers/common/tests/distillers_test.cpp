@@ -325,3 +325,61 @@ TEST_CASE("KD refuses a temperature that is not positive") {
                                   teachers),
                     Catch::Contains("temperature") && Catch::Contains("must be > 0"));
 }
+
+TEST_CASE("PixelKd averages the per-pixel KL(teacher || student) over all pixels") {
+  // Two pixels, two classes. Pixel 0: teacher (0.8, 0.2), student (0.5, 0.5):
+  //   KL = 0.8 ln 1.6 + 0.2 ln 0.4 = 0.1927448. Pixel 1: identical, KL = 0. Mean 0.0963724.
+  const torch::Tensor teacher =
+      torch::tensor({std::log(4.0f), 1.0f, 0.0f, 1.0f}).reshape({1, 2, 1, 2});
+  const torch::Tensor student = torch::tensor({0.0f, 1.0f, 0.0f, 1.0f}).reshape({1, 2, 1, 2});
+  CHECK(Value(distillers::PixelKd(student, teacher, 1.0)) == Approx(0.0963724).epsilon(1e-5));
+  // At T = 2 with logits doubled the probabilities are the same; the T² factor makes it 4x.
+  CHECK(Value(distillers::PixelKd(2 * student, 2 * teacher, 2.0)) ==
+        Approx(4 * 0.0963724).epsilon(1e-5));
+  CHECK_THROWS_WITH(distillers::PixelKd(torch::zeros({2, 3}), torch::zeros({2, 3}), 1.0),
+                    Catch::Contains("dense"));
+}
+
+TEST_CASE("CWD is T²/(B·C) times the KL of each channel's spatial softmax") {
+  // One image, two channels of two positions. Channel 0: teacher positions (ln 4, 0) -> (0.8, 0.2),
+  // student (0, 0) -> (0.5, 0.5): KL 0.1927448. Channel 1: identical: 0. At T = 1:
+  // (0.1927448 + 0) / (1 * 2) = 0.0963724.
+  const torch::Tensor teacher =
+      torch::tensor({std::log(4.0f), 0.0f, 3.0f, 1.0f}).reshape({1, 2, 1, 2});
+  const torch::Tensor student = torch::tensor({0.0f, 0.0f, 3.0f, 1.0f}).reshape({1, 2, 1, 2});
+  CHECK(Value(distillers::ChannelWiseKd(student, teacher, 1.0)) == Approx(0.0963724).epsilon(1e-5));
+  // T = 4 on logits multiplied by 4: the same distributions, times T² = 16.
+  CHECK(Value(distillers::ChannelWiseKd(4 * student, 4 * teacher, 4.0)) ==
+        Approx(16 * 0.0963724).epsilon(1e-5));
+  // The softmax runs over positions, not channels: a constant added to one channel of the
+  // student changes nothing.
+  const torch::Tensor shifted = student + torch::tensor({5.0f, 0.0f}).reshape({1, 2, 1, 1});
+  CHECK(Value(distillers::ChannelWiseKd(shifted, teacher, 1.0)) ==
+        Approx(Value(distillers::ChannelWiseKd(student, teacher, 1.0))));
+}
+
+TEST_CASE("Compose adds the terms of its parts and refuses two parts with the same term") {
+  auto teacher = std::make_shared<LinearTeacher>();
+  FixedTeachers teachers(teacher);
+  const torch::Tensor image = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.5f}});
+  const kd::TensorDict outputs{{"logits", torch::zeros({2, 3})}, {"aux", torch::zeros({2, 3})}};
+  auto compose = MakeDistiller(std::string("type = \"distillers::Compose\"\n") +
+                                   "[[parts]]\ntype = \"distillers::KD\"\n" + kTeacherTable +
+                                   "[[parts]]\ntype = \"distillers::LogitMSE\"\n" + kTeacherTable +
+                                   "weight = 2.0\nreduction = \"sum\"\nlogits_key = \"aux\"\n",
+                               teachers);
+  CHECK_FALSE(compose->ReplacesTaskLoss());
+  const kd::TensorDict terms = compose->Forward({{"image", image}}, outputs, kd::StepInfo{});
+  CHECK(terms.Keys() == std::vector<std::string>{"loss.kd", "loss.logit_mse"});
+  // The LogitMSE part alone gives 47.125 on these logits (see the LogitMSE case).
+  CHECK(Value(terms.at("loss.logit_mse")) == Approx(47.125).epsilon(1e-6));
+
+  auto twice = MakeDistiller(std::string("type = \"distillers::Compose\"\n") +
+                                 "[[parts]]\ntype = \"distillers::KD\"\n" + kTeacherTable +
+                                 "[[parts]]\ntype = \"distillers::KD\"\n" + kTeacherTable,
+                             teachers);
+  CHECK_THROWS_WITH(twice->Forward({{"image", image}}, outputs, kd::StepInfo{}),
+                    Catch::Contains("both return the term 'loss.kd'"));
+  CHECK_THROWS_WITH(MakeDistiller("type = \"distillers::Compose\"\n", teachers),
+                    Catch::Contains("at least one distiller"));
+}

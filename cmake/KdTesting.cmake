@@ -22,10 +22,12 @@ function(kd_add_test name)
   if(ARG_DEPENDS)
     add_dependencies(${name} ${ARG_DEPENDS})
   endif()
-  # The labels go through catch_discover_tests as one property value: separate them with an
-  # escaped semicolon so that the list survives.
-  string(REPLACE ";" "\\;" labels "unit;${ARG_LABELS}")
-  catch_discover_tests(${name}
-    WORKING_DIRECTORY "${CMAKE_BINARY_DIR}"
-    PROPERTIES LABELS "${labels}")
+  # catch_discover_tests writes its PROPERTIES unquoted, so a list of labels would split into
+  # separate words. The labels are set by a second script that ctest includes after the discovered
+  # tests, on the list of their names catch_discover_tests leaves in <name>_TESTS.
+  catch_discover_tests(${name} WORKING_DIRECTORY "${CMAKE_BINARY_DIR}")
+  set(labels_script "${CMAKE_CURRENT_BINARY_DIR}/${name}_labels.cmake")
+  file(WRITE "${labels_script}"
+       "set_tests_properties(\${${name}_TESTS} PROPERTIES LABELS \"unit;${ARG_LABELS}\")\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${labels_script}")
 endfunction()

@@ -37,19 +37,22 @@ class CrossEntropy : public kd::Loss {
   kd::TensorDict Forward(const kd::TensorDict& outputs, const kd::TensorDict& batch) override {
     const torch::Tensor& target = batch.at(o_.mask_key);
     kd::TensorDict terms;
-    terms.Set("loss.ce", o_.weight * Term(outputs.at(o_.logits_key), target));
+    terms.Set("loss.ce", o_.weight * Term(outputs.at(o_.logits_key), target, true));
     if (o_.aux_weight > 0) {
       if (const torch::Tensor* aux = outputs.Find(o_.aux_key)) {
-        terms.Set("loss.ce_aux", o_.weight * o_.aux_weight * Term(*aux, target));
+        terms.Set("loss.ce_aux", o_.weight * o_.aux_weight * Term(*aux, target, false));
       }
     }
     return terms;
   }
 
  private:
-  torch::Tensor Term(const torch::Tensor& logits, const torch::Tensor& target) const {
+  // The labels are checked against the main logits only: the aux head predicts the same classes,
+  // and the check costs a device synchronisation.
+  torch::Tensor Term(const torch::Tensor& logits, const torch::Tensor& target,
+                     bool check_labels) const {
     const torch::Tensor up = Upsample(logits, target.size(-2), target.size(-1));
-    CheckLabels(up, target, o_.ignore_index, "seg_heads::CrossEntropy");
+    if (check_labels) CheckLabels(up, target, o_.ignore_index, "seg_heads::CrossEntropy");
     torch::Tensor selected;
     if (o_.ohem) {
       selected = HardPixels(up, target, o_.ignore_index, o_.ohem_thresh, o_.ohem_min_kept,

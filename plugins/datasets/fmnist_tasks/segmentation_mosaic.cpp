@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -50,6 +49,15 @@ class SegmentationMosaic : public kd::Dataset {
     if (o_.canvas < split_->rows || o_.canvas < split_->cols) {
       options.Fail("canvas_size", absl::StrCat("the canvas must hold one ", split_->rows, "x",
                                                split_->cols, " item"));
+    }
+    images_by_class_.resize(kNumClasses);
+    for (int64_t i = 0; i < split_->count; ++i) images_by_class_[split_->labels[i]].push_back(i);
+    for (int64_t c = 0; c < kNumClasses; ++c) {
+      if (images_by_class_[c].empty()) {
+        options.Fail("root",
+                     absl::StrCat("the ", o_.split, " split under ", o_.root,
+                                  " has no image of class ", c, " (", ClassNames()[c], ")"));
+      }
     }
   }
 
@@ -99,7 +107,7 @@ class SegmentationMosaic : public kd::Dataset {
     for (int64_t k = 0; k < count; ++k) {
       Paste p;
       p.label = rng.UniformInt(0, kNumClasses - 1);
-      const std::vector<int64_t>& pool = ImagesOf(p.label);
+      const std::vector<int64_t>& pool = images_by_class_[p.label];
       p.image = pool[rng.UniformInt(0, static_cast<int64_t>(pool.size()) - 1)];
       if (!pastes.empty() && rng.Bernoulli(o_.adjacent)) {
         // Next to an earlier item: shifted by 70-90% of an item's side in one direction, so that
@@ -140,27 +148,10 @@ class SegmentationMosaic : public kd::Dataset {
     return o;
   }
 
-  const std::vector<int64_t>& ImagesOf(int64_t label) const {
-    std::call_once(index_once_, [this] {
-      images_by_class_.resize(kNumClasses);
-      for (int64_t i = 0; i < split_->count; ++i) {
-        images_by_class_[split_->labels[i]].push_back(i);
-      }
-    });
-    const std::vector<int64_t>& pool = images_by_class_[label];
-    if (pool.empty()) {
-      throw kd::Error(absl::FailedPreconditionError(
-          absl::StrCat("SegmentationMosaic: the ", o_.split, " split under ", o_.root,
-                       " has no image of class ", label, " (", ClassNames()[label], ")")));
-    }
-    return pool;
-  }
-
   SegmentationOptions o_;
   kd::TransformList transforms_;
   std::shared_ptr<const IdxSplit> split_;
-  mutable std::once_flag index_once_;
-  mutable std::vector<std::vector<int64_t>> images_by_class_;
+  std::vector<std::vector<int64_t>> images_by_class_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,20 +48,20 @@ class Compose : public kd::Distiller {
   kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
                          const kd::StepInfo& step) override {
     kd::TensorDict terms;
-    std::vector<std::string> owners;
+    std::vector<size_t> owners;  // the part that returned each term, in the order of `terms`
     for (size_t i = 0; i < distillers_.size(); ++i) {
       for (const auto& [name, value] : distillers_[i]->Forward(batch, student_outputs, step)) {
-        for (size_t j = 0; j < owners.size(); ++j) {
-          if (terms.Keys()[j] == name) {
-            throw kd::Error(absl::InvalidArgumentError(absl::StrCat(
-                "distillers::Compose: parts ", owners[j], " and ", names_[i],
-                " both return the term '", name,
-                "'; the terms would be mixed up in the logs. Rename one (e.g. a different "
-                "distiller type) or compose distillers that return distinct terms")));
-          }
+        if (terms.contains(name)) {
+          const std::vector<std::string> keys = terms.Keys();
+          const size_t first = owners[std::find(keys.begin(), keys.end(), name) - keys.begin()];
+          throw kd::Error(absl::InvalidArgumentError(absl::StrCat(
+              "distillers::Compose: parts ", names_[first], " and ", names_[i],
+              " both return the term '", name,
+              "'; the terms would be mixed up in the logs. Rename one (e.g. a different "
+              "distiller type) or compose distillers that return distinct terms")));
         }
         terms.Set(name, value);
-        owners.push_back(names_[i]);
+        owners.push_back(i);
       }
     }
     return terms;

@@ -145,8 +145,11 @@ class Rdd : public kd::Distiller {
     }
     kd::TensorDict terms = {{"loss.rdd", task}};
     if (o_.kd_weight > 0) {
-      terms.Set("loss.kd", o_.kd_weight * distillers::PixelKd(s_main, Resized(t_main, s_main),
-                                                              o_.kd_temperature));
+      terms.Set("loss.kd",
+                o_.kd_weight *
+                    distillers::PixelKd(s_main,
+                                        seg_heads::Upsample(t_main, s_main.size(2), s_main.size(3)),
+                                        o_.kd_temperature));
     }
     return terms;
   }
@@ -194,11 +197,6 @@ class Rdd : public kd::Distiller {
         TseSelection(student, teacher, target, o_.ignore_index, o_.rule, o_.selection);
     return seg_heads::MeanCrossEntropy(seg_heads::Upsample(student, target.size(1), target.size(2)),
                                        target, o_.class_weights, o_.ignore_index, selected);
-  }
-
-  static torch::Tensor Resized(const torch::Tensor& teacher, const torch::Tensor& student) {
-    if (teacher.size(2) == student.size(2) && teacher.size(3) == student.size(3)) return teacher;
-    return seg_heads::Upsample(teacher, student.size(2), student.size(3));
   }
 
   std::shared_ptr<kd::Model> teacher_;

@@ -111,3 +111,19 @@ num_classes = 4)");
   CHECK(v.at("mIoU") == Approx(25.0));  // class 2 alone: IoU 1, over 4 classes
   CHECK(v.at("mIoU_present") == Approx(100.0));
 }
+
+TEST_CASE("seg_heads::mIoU names the class count it expected when the logits disagree") {
+  auto metric = kd::test::Make<kd::Metric>(kd::Kind::kMetric,
+                                           "type = \"seg_heads::mIoU\"\nnum_classes = 4\n");
+  CHECK_THROWS_WITH(metric->Update({{"logits", torch::zeros({1, 3, 2, 2})}},
+                                   {{"mask", torch::zeros({1, 2, 2}, torch::kLong)}}),
+                    Catch::Contains("[B, 4, h, w]") && Catch::Contains("[1, 3, 2, 2]") &&
+                        Catch::Contains("num_classes"));
+}
+
+TEST_CASE("seg_heads::EncoderDecoder refuses test scales that are missing or not positive") {
+  CHECK_THROWS_WITH(MakeSegmentor(R"(type = "seg_heads::DeepLabV3")", "test_scales = []\n"),
+                    Catch::Contains("test_scales") && Catch::Contains("at least one scale"));
+  CHECK_THROWS_WITH(MakeSegmentor(R"(type = "seg_heads::DeepLabV3")", "test_scales = [1.0, 0.0]\n"),
+                    Catch::Contains("test_scales") && Catch::Contains("> 0"));
+}

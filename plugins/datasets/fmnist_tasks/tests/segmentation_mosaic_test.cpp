@@ -107,3 +107,9 @@ TEST_CASE("SegmentationMosaic makes an item's dark pixels background on the real
   CHECK(mean_area > 0.3 * 28 * 28);
   CHECK(mean_area < 0.8 * 28 * 28);
 }
+
+TEST_CASE("SegmentationMosaic refuses fewer max_items than min_items, naming both") {
+  const std::string root = "root = \"" + fmnist_fixture::Write("seg_counts").string() + "\"\n";
+  CHECK_THROWS_WITH(MakeSegmentation(root + "min_items = 3\nmax_items = 2\n"),
+                    Catch::Contains("min_items = 3 is more than max_items = 2"));
+}

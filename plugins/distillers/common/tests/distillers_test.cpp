@@ -383,3 +383,13 @@ TEST_CASE("Compose adds the terms of its parts and refuses two parts with the sa
   CHECK_THROWS_WITH(MakeDistiller("type = \"distillers::Compose\"\n", teachers),
                     Catch::Contains("at least one distiller"));
 }
+
+TEST_CASE("PixelKD and CWD refuse a temperature that is not positive") {
+  FixedTeachers teachers(std::make_shared<LinearTeacher>());
+  for (const std::string type : {"distillers::PixelKD", "distillers::CWD"}) {
+    CHECK_THROWS_WITH(
+        MakeDistiller("type = \"" + type + "\"\n" + kTeacherTable + "temperature = -1.0\n",
+                      teachers),
+        Catch::Contains("temperature") && Catch::Contains("must be > 0"));
+  }
+}

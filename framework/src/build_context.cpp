@@ -128,6 +128,12 @@ BuildContext BuildContext::WithDatasetInfo(const DatasetInfo* info) const {
   return copy;
 }
 
+BuildContext BuildContext::WithStudentModel(const Options* model) const {
+  BuildContext copy = *this;
+  copy.student_model_ = model;
+  return copy;
+}
+
 BuildContext BuildContext::WithStageAccess(const StageAccess* stages) const {
   BuildContext copy = *this;
   copy.stages_ = stages;

@@ -38,6 +38,15 @@ std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml, tor
   return ctx.BuildComponent(kind, options);
 }
 
+std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml,
+                                         const DatasetInfo& info, torch::Device device) {
+  host::CNode table = ValueOrThrow(host::ParseToml(toml, "<test>"));
+  ThrowIfError(host::ValidateComponent(table, kind, SharedHost().registry(), "component"));
+  Options options = host::MakeOptions(std::move(table), "component");
+  BuildContext ctx = BuildContext(SharedHost().registry(), device).WithDatasetInfo(&info);
+  return ctx.BuildComponent(kind, options);
+}
+
 // The build configures these; the environment variables override them.
 fs::path SourceDir() {
   const char* dir = std::getenv("KD_SOURCE_DIR");

@@ -19,9 +19,20 @@ host::Host& SharedHost();
 // The table is validated (defaults filled) as it would be in a config.
 std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml,
                                          torch::Device device = torch::kCPU);
+// The same with `info` as the training split's description (class names, statistics).
+std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml,
+                                         const DatasetInfo& info,
+                                         torch::Device device = torch::kCPU);
 template <typename T>
 std::shared_ptr<T> Make(Kind kind, const std::string& toml, torch::Device device = torch::kCPU) {
   auto component = std::dynamic_pointer_cast<T>(MakeComponent(kind, toml, device));
+  if (!component) throw Error("component does not implement the requested interface");
+  return component;
+}
+template <typename T>
+std::shared_ptr<T> Make(Kind kind, const std::string& toml, const DatasetInfo& info,
+                        torch::Device device = torch::kCPU) {
+  auto component = std::dynamic_pointer_cast<T>(MakeComponent(kind, toml, info, device));
   if (!component) throw Error("component does not implement the requested interface");
   return component;
 }

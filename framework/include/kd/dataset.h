@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kd/component.h"
@@ -12,8 +13,17 @@
 namespace kd {
 
 struct DatasetInfo {
+  DatasetInfo() = default;
+  DatasetInfo(std::string task_name, std::vector<std::string> names)
+      : task(std::move(task_name)), class_names(std::move(names)) {}
+
   std::string task;                      // "multilabel", "segmentation", "sgg", ...
-  std::vector<std::string> class_names;  // label index -> name
+  std::vector<std::string> class_names;  // label index -> name (object classes for "sgg")
+  // Scene graphs: predicate index -> name, index 0 being "__background__" (no relation).
+  std::vector<std::string> predicate_names;
+  // Statistics of the split that models and metrics initialise from, e.g. "sgg.predicate_counts"
+  // (see docs/tensor-keys.md). Empty for datasets that have none.
+  TensorDict statistics;
 };
 
 class Dataset : public Component {

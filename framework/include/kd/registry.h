@@ -162,11 +162,17 @@ class BuildContext {
   BuildContext WithDatasetInfo(const DatasetInfo* info) const;
   BuildContext WithStageAccess(const StageAccess* stages) const;
 
+  // The stage's `model` table while its distiller is built, null elsewhere. Self-distillation
+  // methods build a copy of the student from it (ctx.Build<Model>(Kind::kModel, *student_model())).
+  const Options* student_model() const { return student_model_; }
+  BuildContext WithStudentModel(const Options* model) const;
+
  private:
   const Registry* registry_;
   torch::Device device_;
   const Backbone* backbone_ = nullptr;
   const DatasetInfo* dataset_info_ = nullptr;
+  const Options* student_model_ = nullptr;
   const StageAccess& Stages() const;
   const StageAccess* stages_ = nullptr;
 };

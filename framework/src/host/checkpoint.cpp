@@ -540,6 +540,11 @@ absl::Status SaveModelExport(const fs::path& path, const ModelExport& data) {
   c10::List<std::string> class_names;
   for (const std::string& name : data.class_names) class_names.push_back(name);
   dict.insert("class_names", class_names);
+  if (!data.predicate_names.empty()) {
+    c10::List<std::string> predicate_names;
+    for (const std::string& name : data.predicate_names) predicate_names.push_back(name);
+    dict.insert("predicate_names", predicate_names);
+  }
   dict.insert("state_dict", ToDict(data.state));
   dict.insert("metrics", MetricsValue(data.metrics));
   dict.insert("stage", data.stage);
@@ -555,6 +560,11 @@ absl::StatusOr<ModelExport> LoadModelExport(const fs::path& path) {
     if (dict.contains("class_names")) {
       for (const c10::IValue& name : dict.at("class_names").toListRef()) {
         out.class_names.push_back(name.toStringRef());
+      }
+    }
+    if (dict.contains("predicate_names")) {
+      for (const c10::IValue& name : dict.at("predicate_names").toListRef()) {
+        out.predicate_names.push_back(name.toStringRef());
       }
     }
     out.state = FromDict(dict.at("state_dict"));

@@ -44,8 +44,9 @@ absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const Stat
                                            LoadMode mode, const std::string& source);
 
 struct ModelExport {
-  std::string model_config;              // TOML of the model table
-  std::vector<std::string> class_names;  // of the split it was trained on (rebuilds its head)
+  std::string model_config;                  // TOML of the model table
+  std::vector<std::string> class_names;      // of the split it was trained on (rebuilds its head)
+  std::vector<std::string> predicate_names;  // scene graphs: the predicate space, likewise
   StateDict state;
   std::vector<MetricValue> metrics;
   std::string stage;

@@ -32,7 +32,9 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const fs::path& path,
     model_options = MakeOptions(std::move(table), "model");
   }
   // The head is rebuilt for the label space the export was trained on.
-  const DatasetInfo info{"", data.class_names};
+  DatasetInfo info;
+  info.class_names = data.class_names;
+  info.predicate_names = data.predicate_names;
   std::shared_ptr<Model> model;
   try {
     model = ctx.WithDatasetInfo(&info).Build<Model>(Kind::kModel, model_options);

@@ -351,7 +351,9 @@ void Trainer::Setup(bool for_training) {
 
   loss_ = ctx.Build<Loss>(Kind::kLoss, root_.Sub("loss"));
   if (root_.Has("distiller")) {
-    distiller_ = ctx.Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
+    const Options model_options = root_.Sub("model");
+    distiller_ = ctx.WithStudentModel(&model_options)
+                     .Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
     distiller_->to(device_);
     Guarded("distiller " + root_.Sub("distiller").Type(),
             [&] { distiller_->MoveTeachers(device_); });
@@ -834,6 +836,7 @@ void Trainer::ExportModel(const fs::path& path, const std::vector<MetricValue>& 
   ModelExport data;
   data.model_config = root_.Sub("model").ToToml();
   data.class_names = dataset_info_.class_names;
+  data.predicate_names = dataset_info_.predicate_names;
   if (ema) SwapEma();
   data.state = ModuleState(*model_);
   if (ema) SwapEma();

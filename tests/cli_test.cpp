@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "host/checkpoint.h"
 #include "host/files.h"
 #include "test_support.h"
 
@@ -97,10 +98,11 @@ TEST_CASE("kdhost plugins lists every plugin with its version and components") {
   auto result = kd::test::RunCommand(Kdhost() + " plugins");
   INFO(result.output);
   REQUIRE(result.exit_code == 0);
-  REQUIRE_THAT(result.output,
-               Contains("core 0.1.0  <built in>") && Contains("resnet 0.1.0") &&
-                   Contains("backbone:    ResNet, SmallCNN") && Contains("fmnist_tasks 0.1.0") &&
-                   Contains("distiller:   KD, LogitMSE, PixelKD, CWD, Compose") && Contains("mlic_heads 0.1.0"));
+  REQUIRE_THAT(result.output, Contains("core 0.1.0  <built in>") && Contains("resnet 0.1.0") &&
+                                  Contains("backbone:    ResNet, SmallCNN") &&
+                                  Contains("fmnist_tasks 0.1.0") &&
+                                  Contains("distiller:   KD, LogitMSE, PixelKD, CWD, Compose") &&
+                                  Contains("mlic_heads 0.1.0"));
 }
 
 TEST_CASE("kdhost describe prints a component's options with types, defaults and docs") {
@@ -347,4 +349,45 @@ TEST_CASE("a bad ablation grid is refused before anything runs") {
         "distiller.temperature: expected float, got string \"hot\"");
   check("distiller=KD,Fancy", "distiller: 'Fancy' is not in the distiller registry");
   check("distiller", "expected key=value1,value2,...");
+}
+
+TEST_CASE("LS-KD trains scene-graph models with both self-KD modes; the LSD head is not exported") {
+  const fs::path dir = kd::test::ScratchDir("cli_lskd");
+  const std::string config =
+      (kd::test::SourceDir() / "configs" / "lskd" / "fmnist_lskd.toml").string();
+  const std::string reduced =
+      " --set data.train.num_samples=64 --set data.val.num_samples=32 --set train.max_epochs=2"
+      " --set run.work_dir=" +
+      (dir / "runs").string();
+  for (const char* stage : {"motifs_iterative", "transformer_synchronous"}) {
+    auto run =
+        kd::test::RunCommand(Kdhost() + " run " + config + reduced + " --quiet --stage " + stage);
+    INFO(run.output);
+    REQUIRE(run.exit_code == 0);
+    REQUIRE(std::regex_search(run.output, std::regex(std::string("\\n") + stage + " +trained ")));
+  }
+  const fs::path iterative = kd::test::StageDir(dir / "runs", "motifs_iterative");
+  const fs::path synchronous = kd::test::StageDir(dir / "runs", "transformer_synchronous");
+  REQUIRE_THAT(*kd::host::ReadFile(iterative / "metrics.jsonl"),
+               Contains("\"loss.lskd\"") && Contains("\"mR@100\"") && !Contains("\"loss.rel\""));
+  REQUIRE_THAT(*kd::host::ReadFile(synchronous / "metrics.jsonl"),
+               Contains("\"loss.lsd_head\"") && Contains("\"ngR@50\""));
+  // The iterative snapshot travels in the training state; the synchronous head is trained with
+  // the student but the export holds the student alone.
+  auto state = kd::host::LoadTrainState(iterative / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  bool has_snapshot = false;
+  for (const auto& [name, tensor] : state->distiller) has_snapshot |= name == "snapshot_epoch";
+  CHECK(has_snapshot);
+  auto exported = kd::host::LoadModelExport(synchronous / "export" / "last.pt");
+  REQUIRE(exported.ok());
+  CHECK(exported->predicate_names.size() == 11);
+  CHECK(exported->predicate_names.front() == "__background__");
+  bool has_head = false, has_classifier = false;
+  for (const auto& [name, tensor] : exported->state) {
+    has_head |= name.find("lsd_head") != std::string::npos;
+    has_classifier |= name == "rel_classifier.weight";
+  }
+  CHECK(has_classifier);
+  CHECK_FALSE(has_head);
 }

@@ -1,5 +1,6 @@
 // Tests that need a GPU: training on CUDA with bf16 autocast and with fp16 loss scaling, pinned
-// batches, resumption, and exports that load on the CPU. Without a GPU the executable reports
+// batches, resumption, exports that load on the CPU, and ROIAlign and the scene-graph model
+// against their CPU results. Without a GPU the executable reports
 // "skipped" to ctest (exit code 77).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
@@ -11,6 +12,8 @@
 #include "host/checkpoint.h"
 #include "host/data_loader.h"
 #include "host/pipeline.h"
+#include "kd/model.h"
+#include "roi_align.h"
 #include "test_components.h"
 #include "test_support.h"
 
@@ -114,6 +117,63 @@ TEST_CASE("the loader pins batches for CUDA") {
   kd::host::DataLoader loader(std::make_shared<Ones>(), options);
   auto batch = loader.Start(0)->Next();
   REQUIRE(batch->at("x").is_pinned());
+}
+
+TEST_CASE("ROIAlign on CUDA equals the CPU's, forward and backward") {
+  torch::manual_seed(0);
+  const torch::Tensor features = torch::randn({2, 3, 9, 11});
+  const torch::Tensor rois = torch::tensor({0.0f, 1.5f, 2.0f, 30.0f, 20.0f,   //
+                                            1.0f, -3.0f, 0.5f, 12.0f, 40.0f,  //
+                                            1.0f, 10.0f, 10.0f, 10.5f, 10.5f})
+                                 .view({3, 5});
+  for (int64_t sampling : {0, 2}) {
+    sgg_heads::RoiAlignOptions o;
+    o.output_size = 3;
+    o.spatial_scale = 0.25;
+    o.sampling_ratio = sampling;
+    torch::Tensor cpu_in = features.clone().requires_grad_(true);
+    torch::Tensor gpu_in = features.to(torch::kCUDA).requires_grad_(true);
+    const torch::Tensor cpu = sgg_heads::RoiAlign(cpu_in, rois, o);
+    const torch::Tensor gpu = sgg_heads::RoiAlign(gpu_in, rois.to(torch::kCUDA), o);
+    REQUIRE(torch::allclose(cpu, gpu.cpu(), 1e-5, 1e-6));
+    (cpu * cpu).sum().backward();
+    (gpu * gpu).sum().backward();
+    REQUIRE(torch::allclose(cpu_in.grad(), gpu_in.grad().cpu(), 1e-4, 1e-5));
+  }
+}
+
+TEST_CASE("the scene-graph model scores the same pairs alike on CUDA and on the CPU") {
+  torch::manual_seed(1);
+  auto model = kd::test::Make<kd::Model>(kd::Kind::kModel, R"(
+type = "sgg_heads::SceneGraphModel"
+backbone = { type = "resnet::SmallCNN", in_channels = 1, channels = [8, 8] }
+feature = "feat.stage2"
+num_classes = 4
+num_predicates = 3
+predictor = "transformer"
+roi_size = 2
+obj_dim = 16
+embed_dim = 8
+context_dim = 16
+rel_dim = 16
+)");
+  model->eval();
+  torch::Tensor boxes = torch::zeros({1, 3, 4});
+  boxes[0][0] = torch::tensor({2.0f, 2.0f, 12.0f, 12.0f});
+  boxes[0][1] = torch::tensor({14.0f, 4.0f, 30.0f, 20.0f});
+  boxes[0][2] = torch::tensor({6.0f, 18.0f, 20.0f, 30.0f});
+  const kd::TensorDict batch{{"image", torch::rand({1, 1, 32, 32})},
+                             {"boxes", boxes},
+                             {"box_labels", torch::tensor({0, 1, 2}, torch::kLong).view({1, 3})},
+                             {"num_boxes", torch::tensor({3}, torch::kLong)},
+                             {"relations", torch::tensor({0, 1, 2}, torch::kLong).view({1, 1, 3})},
+                             {"num_relations", torch::tensor({1}, torch::kLong)}};
+  torch::NoGradGuard no_grad;
+  const kd::TensorDict cpu = model->Forward(batch);
+  model->to(torch::kCUDA);
+  const kd::TensorDict gpu = model->Forward(batch.To(torch::kCUDA));
+  REQUIRE(torch::equal(cpu.at("rel_pairs"), gpu.at("rel_pairs").cpu()));
+  REQUIRE(torch::allclose(cpu.at("rel_logits"), gpu.at("rel_logits").cpu(), 1e-4, 1e-5));
 }
 
 int main(int argc, char** argv) {

@@ -24,13 +24,12 @@
 #include "kd/model.h"
 #include "kd/registry.h"
 #include "roi_align.h"
+#include "scene_graph.h"
 
 namespace sgg_heads {
 namespace {
 
 namespace F = torch::nn::functional;
-
-constexpr const char* kPredicateCounts = "sgg.predicate_counts";
 
 struct ModelOptions {
   std::string input;
@@ -371,14 +370,15 @@ class SceneGraphModel : public kd::Model {
   void InitFrequencyBias(const kd::Options& options, const kd::DatasetInfo* info) {
     torch::NoGradGuard no_grad;
     freq_bias_->weight.zero_();
-    const torch::Tensor* counts = info ? info->statistics.Find(kPredicateCounts) : nullptr;
+    const torch::Tensor* counts =
+        info ? info->statistics.Find(scene_graph::kPredicateCounts) : nullptr;
     if (counts == nullptr) return;
     const int64_t c = o_.num_classes;
     if (counts->sizes() != torch::IntArrayRef({c, c, o_.num_predicates + 1})) {
       options.Fail("freq_bias",
-                   absl::StrCat("the data's ", kPredicateCounts, " are ", c10::str(counts->sizes()),
-                                ", not [", c, ", ", c, ", ", o_.num_predicates + 1,
-                                "] for the model's classes and predicates"));
+                   absl::StrCat("the data's ", scene_graph::kPredicateCounts, " are ",
+                                c10::str(counts->sizes()), ", not [", c, ", ", c, ", ",
+                                o_.num_predicates + 1, "] for the model's classes and predicates"));
     }
     torch::Tensor f = counts->to(torch::kDouble).clone();
     f.select(2, 0).add_(1.0);
@@ -441,16 +441,17 @@ class SceneGraphModel : public kd::Model {
 
   // Labels for given pairs: the first annotated predicate, 0 when none.
   static torch::Tensor LabelPairs(const torch::Tensor& pairs, const kd::TensorDict& batch) {
-    const torch::Tensor num_boxes = batch.at("num_boxes").to(torch::kCPU);
-    torch::Tensor labels = torch::zeros({pairs.size(0)}, torch::kLong);
-    std::vector<std::vector<std::vector<int64_t>>> cache(static_cast<size_t>(num_boxes.size(0)));
+    const torch::Tensor num_boxes = batch.at("num_boxes").to(torch::kCPU, torch::kLong);
+    const auto counts = num_boxes.accessor<int64_t, 1>();
+    std::vector<int64_t> labels(static_cast<size_t>(pairs.size(0)), 0);
+    std::vector<std::vector<std::vector<int64_t>>> cache(static_cast<size_t>(counts.size(0)));
     std::vector<bool> ready(cache.size(), false);
     auto p = pairs.accessor<int64_t, 2>();
     for (int64_t k = 0; k < pairs.size(0); ++k) {
       const int64_t b = p[k][0];
-      if (b < 0 || b >= num_boxes.size(0))
+      if (b < 0 || b >= counts.size(0))
         Fail("sgg_heads::SceneGraphModel: rel_pairs names an image outside the batch");
-      const int64_t n = num_boxes[b].item<int64_t>();
+      const int64_t n = counts[b];
       if (p[k][1] < 0 || p[k][1] >= n || p[k][2] < 0 || p[k][2] >= n) {
         Fail(absl::StrCat("sgg_heads::SceneGraphModel: rel_pairs row ", k,
                           " names a box outside the ", n, " of image ", b));
@@ -460,9 +461,9 @@ class SceneGraphModel : public kd::Model {
         ready[static_cast<size_t>(b)] = true;
       }
       const auto& preds = cache[static_cast<size_t>(b)][static_cast<size_t>(p[k][1] * n + p[k][2])];
-      if (!preds.empty()) labels[k] = preds.front();
+      if (!preds.empty()) labels[static_cast<size_t>(k)] = preds.front();
     }
-    return labels;
+    return torch::tensor(labels, torch::kLong);
   }
 
   // Every ordered pair of distinct objects of each image; in training a sample of them: up to
@@ -523,10 +524,11 @@ class SceneGraphModel : public kd::Model {
     const auto n = static_cast<int64_t>(items.size());
     if (count >= n) return items;
     if (count <= 0) return {};
-    torch::Tensor pick = std::get<0>(torch::randperm(n, torch::kLong).narrow(0, 0, count).sort());
+    const torch::Tensor pick =
+        std::get<0>(torch::randperm(n, torch::kLong).narrow(0, 0, count).sort()).contiguous();
+    const auto index = pick.accessor<int64_t, 1>();
     std::vector<T> out;
-    for (int64_t i = 0; i < count; ++i)
-      out.push_back(items[static_cast<size_t>(pick[i].item<int64_t>())]);
+    for (int64_t i = 0; i < count; ++i) out.push_back(items[static_cast<size_t>(index[i])]);
     return out;
   }
 

@@ -29,13 +29,12 @@
 #include "kd/error.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
+#include "scene_graph.h"
 
 namespace sgg_heads {
 namespace {
 
 constexpr const char* kComponent = "sgg_heads::SGGRecall";
-// The DatasetInfo statistic with the training split's (subject, object, predicate) counts.
-constexpr const char* kPredicateCounts = "sgg.predicate_counts";
 
 [[noreturn]] void Fail(const std::string& message) {
   throw kd::Error(absl::InvalidArgumentError(absl::StrCat(kComponent, ": ", message)));
@@ -418,7 +417,8 @@ std::optional<ConfigIssue> FindIssue(const SggRecallConfig& c) {
     const bool predicates_ok = num_predicates < 1 || (square && t.size(2) == num_predicates + 1);
     if (!square || !classes_ok || !predicates_ok) {
       return ConfigIssue{
-          "", absl::StrCat("the data's statistic ", kPredicateCounts, " must be [C, C, P + 1] = [",
+          "", absl::StrCat("the data's statistic ", scene_graph::kPredicateCounts,
+                           " must be [C, C, P + 1] = [",
                            c.class_names.empty() ? "C" : absl::StrCat(c.class_names.size()), ", ",
                            c.class_names.empty() ? "C" : absl::StrCat(c.class_names.size()), ", ",
                            num_predicates < 1 ? "P + 1" : absl::StrCat(num_predicates + 1),
@@ -434,7 +434,7 @@ std::optional<ConfigIssue> FindIssue(const SggRecallConfig& c) {
                                        "\" is not a value this metric reports; it reports ",
                                        absl::StrJoin(names, ", "));
     if (c.primary.find("zR@") != std::string::npos && !c.predicate_counts.defined()) {
-      absl::StrAppend(&message, " (zR@K needs the training data's ", kPredicateCounts,
+      absl::StrAppend(&message, " (zR@K needs the training data's ", scene_graph::kPredicateCounts,
                       " statistic, which it does not provide)");
     }
     return ConfigIssue{"primary", message};
@@ -620,7 +620,7 @@ SggRecallConfig ReadConfig(const kd::Options& options, const kd::BuildContext& c
   if (const kd::DatasetInfo* info = ctx.dataset_info()) {
     c.predicate_names = info->predicate_names;
     c.class_names = info->class_names;
-    if (const torch::Tensor* counts = info->statistics.Find(kPredicateCounts)) {
+    if (const torch::Tensor* counts = info->statistics.Find(scene_graph::kPredicateCounts)) {
       c.predicate_counts = *counts;
     }
   }

@@ -30,21 +30,26 @@ host::Host& SharedHost() {
   return *shared;
 }
 
-std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml, torch::Device device) {
+namespace {
+
+std::shared_ptr<Component> Build(Kind kind, const std::string& toml, const DatasetInfo* info,
+                                 torch::Device device) {
   host::CNode table = ValueOrThrow(host::ParseToml(toml, "<test>"));
   ThrowIfError(host::ValidateComponent(table, kind, SharedHost().registry(), "component"));
   Options options = host::MakeOptions(std::move(table), "component");
-  BuildContext ctx(SharedHost().registry(), device);
+  BuildContext ctx = BuildContext(SharedHost().registry(), device).WithDatasetInfo(info);
   return ctx.BuildComponent(kind, options);
+}
+
+}  // namespace
+
+std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml, torch::Device device) {
+  return Build(kind, toml, nullptr, device);
 }
 
 std::shared_ptr<Component> MakeComponent(Kind kind, const std::string& toml,
                                          const DatasetInfo& info, torch::Device device) {
-  host::CNode table = ValueOrThrow(host::ParseToml(toml, "<test>"));
-  ThrowIfError(host::ValidateComponent(table, kind, SharedHost().registry(), "component"));
-  Options options = host::MakeOptions(std::move(table), "component");
-  BuildContext ctx = BuildContext(SharedHost().registry(), device).WithDatasetInfo(&info);
-  return ctx.BuildComponent(kind, options);
+  return Build(kind, toml, &info, device);
 }
 
 // The build configures these; the environment variables override them.

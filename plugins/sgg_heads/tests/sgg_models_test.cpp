@@ -260,3 +260,26 @@ TEST_CASE("the model names what is wrong with a batch", "[sgg]") {
   CHECK_THROWS_WITH(MakeModel("num_classes = 4\nnum_predicates = 0"),
                     Catch::Contains("gives no predicate names"));
 }
+
+TEST_CASE("the model's option errors name the option and the fix", "[sgg]") {
+  const auto make = [](const std::string& options) {
+    return kd::test::Make<kd::Model>(kd::Kind::kModel, R"(
+type = "sgg_heads::SceneGraphModel"
+backbone = { type = "resnet::SmallCNN", in_channels = 1, channels = [8, 8] }
+num_classes = 4
+num_predicates = 3
+)" + options);
+  };
+  CHECK_THROWS_WITH(make("feature = \"feat.stage2\"\ncontext_dim = 15"),
+                    Catch::Contains("context_dim") && Catch::Contains("use an even width"));
+  CHECK_THROWS_WITH(MakeModel("predictor = \"transformer\"\nheads = 3"),
+                    Catch::Contains("heads") && Catch::Contains("must be divisible by 3"));
+  CHECK_THROWS_WITH(MakeModel("max_positives_per_image = 300"),
+                    Catch::Contains("must not exceed max_pairs_per_image"));
+  CHECK_THROWS_WITH(make("feature = \"feat.stage9\""),
+                    Catch::Contains("feature") && Catch::Contains("feat.stage1, feat.stage2"));
+  auto model = MakeModel();
+  kd::TensorDict batch = Batch();
+  batch.Set("boxes", torch::zeros({2, 3}));
+  CHECK_THROWS_WITH(model->Forward(batch), Catch::Contains("must be [B, N, 4] and [B, N]"));
+}

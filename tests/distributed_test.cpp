@@ -286,3 +286,88 @@ TEST_CASE("ranks that do not share run.work_dir, and commands that cannot run da
   REQUIRE(eval.exit_code == 2);
   REQUIRE_THAT(eval.output, Contains("only `kdhost run` and `kdhost train` run data-parallel"));
 }
+
+TEST_CASE("with run.sync_batchnorm, 2 processes x batch 16 reach the batch-norm model of 1 x 32") {
+  const fs::path dir = kd::test::ScratchDir("distributed_sync_bn");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  // The quickstart student with its batch norms. 241 samples: 7 global batches of 32 and one of
+  // 17, which the ranks split 9/8 and normalise together.
+  auto args = [&](const std::string& name, const std::string& extra) {
+    return StudentArgs(dir / name,
+                       "--set model.backbone.norm=batch --set data.train.num_samples=241 "
+                       "--set data.val.num_samples=32 --set loader.drop_last=false "
+                       "--set train.max_epochs=1 --set train.val_interval=1 " +
+                           extra);
+  };
+  auto one = kd::test::RunCommand(kdhost + args("one", "--set loader.batch_size=32") + " 2>&1");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  const std::string torchrun = kd::test::PythonPath() +
+                               " -m torch.distributed.run --standalone --nproc-per-node 2"
+                               " --no-python " +
+                               kdhost;
+  auto synced = kd::test::RunCommand(
+      torchrun + args("synced", "--set loader.batch_size=16 --set run.sync_batchnorm=true") +
+      " 2>&1");
+  INFO(synced.output);
+  REQUIRE(synced.exit_code == 0);
+  auto local =
+      kd::test::RunCommand(torchrun + args("local", "--set loader.batch_size=16") + " 2>&1");
+  INFO(local.output);
+  REQUIRE(local.exit_code == 0);
+
+  auto a = kd::host::LoadModelExport(StageDir(dir / "one") / "export" / "last.pt");
+  auto b = kd::host::LoadModelExport(StageDir(dir / "synced") / "export" / "last.pt");
+  auto c = kd::host::LoadModelExport(StageDir(dir / "local") / "export" / "last.pt");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(c.ok());
+  REQUIRE(a->step == 8);
+  REQUIRE(b->step == 8);
+  double synced_largest = 0, local_largest = 0;
+  size_t running_stats = 0;
+  for (const auto& [name, tensor] : a->state) {
+    INFO(name);
+    if (!tensor.is_floating_point()) {
+      REQUIRE(torch::equal(tensor, b->state.at(name)));  // num_batches_tracked
+      continue;
+    }
+    if (name.find("running_") != std::string::npos) ++running_stats;
+    synced_largest =
+        std::max(synced_largest, (tensor - b->state.at(name)).abs().max().item<double>());
+    local_largest =
+        std::max(local_largest, (tensor - c->state.at(name)).abs().max().item<double>());
+    REQUIRE(torch::allclose(tensor, b->state.at(name), 1e-4, 1e-5));
+  }
+  INFO("largest difference: synchronised " << synced_largest << ", per-process " << local_largest);
+  REQUIRE(running_stats == 12);  // 6 batch norms
+  // Per-process statistics (the default) train a different model.
+  REQUIRE(local_largest > 1e-2);
+}
+
+TEST_CASE("run.sync_batchnorm refuses torch's batch norm layers by name") {
+  const fs::path dir = kd::test::ScratchDir("distributed_sync_bn_refused");
+  const fs::path config = dir / "torch_norm.toml";
+  kd::test::WriteText(
+      config,
+      "base = [\"" +
+          (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+          "\"]\nplugin_dirs = [\"" + (kd::test::BuildDir() / "tests" / "plugins").string() +
+          "\"]\nplugins = [\"fmnist_tasks\", \"transforms\", \"resnet\", \"mlic_heads\", "
+          "\"distillers\", \"test_torch_norm\"]\n"
+          "[model.backbone]\ntype = \"test_torch_norm::TorchNormCNN\"\nin_channels = 1\n"
+          "channels = [8, 16, 32]\n");
+  auto run = kd::test::RunCommand(
+      kd::test::PythonPath() + " -m torch.distributed.run --standalone --nproc-per-node 2 " +
+      "--no-python " + kd::test::KdhostPath().string() + " train " + config.string() +
+      " --stage student --quiet --set run.sync_batchnorm=true --set run.work_dir=" +
+      (dir / "run").string() + " 2>&1");
+  INFO(run.output);
+  REQUIRE(run.exit_code != 0);
+  REQUIRE_THAT(run.output, Contains("run.sync_batchnorm") &&
+                               Contains("3 batch norm layer(s) are torch::nn::BatchNorm") &&
+                               Contains("model.backbone.stage1.1, model.backbone.stage2.1, "
+                                        "model.backbone.stage3.1") &&
+                               Contains("build them with kd::nn::BatchNorm1d/2d/3d"));
+  REQUIRE_FALSE(fs::exists(StageDir(dir / "run") / "state"));
+}

@@ -224,6 +224,21 @@ TEST_CASE(
   std::vector<kd::TensorDict> batches = Epoch(kd::host::DataLoader(small, o), 0);
   REQUIRE(batches.size() == 2);
   REQUIRE(batches[1].empty());
+
+  // For synchronised batch norm every rank needs samples: that last batch is left out instead,
+  // on every rank, while a last batch with one sample per rank stays.
+  o.every_rank_samples = true;
+  for (int rank = 0; rank < 2; ++rank) {
+    o.rank = rank;
+    const kd::host::DataLoader loader(small, o);
+    REQUIRE(loader.TotalBatches() == 1);
+    REQUIRE(loader.BatchesPerEpoch() == 1);
+    REQUIRE(Epoch(loader, 0).size() == 1);
+  }
+  auto ten = std::make_shared<CountingDataset>(10);  // global batches of 8, then 2 samples
+  const std::vector<kd::TensorDict> last = Epoch(kd::host::DataLoader(ten, o), 0);
+  REQUIRE(last.size() == 2);
+  REQUIRE(last[1].at("index").size(0) == 1);  // rank 1's half of the last 2
 }
 
 TEST_CASE("data-parallel evaluation deals whole batches to the ranks in turn") {

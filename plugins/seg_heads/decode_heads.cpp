@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "components.h"
 #include "head_inputs.h"
+#include "kd/batch_norm.h"
 #include "kd/model.h"
 #include "kd/registry.h"
 
@@ -28,7 +29,7 @@ torch::nn::Conv2d Conv(int64_t in, int64_t out, int64_t kernel, int64_t dilation
 
 // conv (no bias) -> batch norm -> ReLU, as torchvision's ASPPConv and the heads' first layers.
 torch::nn::Sequential ConvBnRelu(int64_t in, int64_t out, int64_t kernel, int64_t dilation = 1) {
-  return torch::nn::Sequential(Conv(in, out, kernel, dilation), torch::nn::BatchNorm2d(out),
+  return torch::nn::Sequential(Conv(in, out, kernel, dilation), kd::nn::BatchNorm2d(out),
                                torch::nn::ReLU());
 }
 
@@ -76,7 +77,7 @@ class AsppImpl : public torch::nn::Module {
     convs_->push_back(ConvBnRelu(in, channels, 1));
     for (int64_t rate : rates) convs_->push_back(ConvBnRelu(in, channels, 3, rate));
     convs_->push_back(torch::nn::Sequential(torch::nn::AdaptiveAvgPool2d(1), Conv(in, channels, 1),
-                                            torch::nn::BatchNorm2d(channels), torch::nn::ReLU()));
+                                            kd::nn::BatchNorm2d(channels), torch::nn::ReLU()));
     project_ = register_module(
         "project", ConvBnRelu(channels * static_cast<int64_t>(convs_->size()), channels, 1));
   }
@@ -105,7 +106,7 @@ class DeepLabV3 : public kd::Head {
       : o_(o),
         aspp_(register_module("0", Aspp(o.in_channels, o.channels, o.sizes))),
         conv_(register_module("1", Conv(o.channels, o.channels, 3))),
-        bn_(register_module("2", torch::nn::BatchNorm2d(o.channels))),
+        bn_(register_module("2", kd::nn::BatchNorm2d(o.channels))),
         classifier_(register_module("4", Conv(o.channels, o.num_classes, 1, 1, true))) {}
 
   kd::TensorDict Forward(const kd::TensorDict& features, const kd::TensorDict&) override {
@@ -117,7 +118,7 @@ class DeepLabV3 : public kd::Head {
   HeadOptions o_;
   Aspp aspp_;
   torch::nn::Conv2d conv_;
-  torch::nn::BatchNorm2d bn_;
+  kd::nn::BatchNorm2d bn_;
   torch::nn::Conv2d classifier_;
 };
 
@@ -132,7 +133,7 @@ class PspNet : public kd::Head {
     for (int64_t bin : o.sizes) {
       stages_->push_back(torch::nn::Sequential(torch::nn::AdaptiveAvgPool2d(bin),
                                                Conv(o.in_channels, reduced, 1),
-                                               torch::nn::BatchNorm2d(reduced), torch::nn::ReLU()));
+                                               kd::nn::BatchNorm2d(reduced), torch::nn::ReLU()));
     }
     bottleneck_ = register_module(
         "bottleneck",
@@ -163,7 +164,7 @@ class FcnHead : public kd::Head {
   explicit FcnHead(const HeadOptions& o)
       : o_(o),
         conv_(register_module("0", Conv(o.in_channels, Inner(o), 3))),
-        bn_(register_module("1", torch::nn::BatchNorm2d(Inner(o)))),
+        bn_(register_module("1", kd::nn::BatchNorm2d(Inner(o)))),
         classifier_(register_module("4", Conv(Inner(o), o.num_classes, 1, 1, true))) {}
 
   kd::TensorDict Forward(const kd::TensorDict& features, const kd::TensorDict&) override {
@@ -178,7 +179,7 @@ class FcnHead : public kd::Head {
 
   HeadOptions o_;
   torch::nn::Conv2d conv_;
-  torch::nn::BatchNorm2d bn_;
+  kd::nn::BatchNorm2d bn_;
   torch::nn::Conv2d classifier_;
 };
 

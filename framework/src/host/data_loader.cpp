@@ -16,7 +16,11 @@ int64_t DataLoader::TotalBatches() const {
   const int64_t b = options_.shard == LoaderOptions::Shard::kSplit
                         ? options_.batch_size * options_.ranks
                         : options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  if (options_.drop_last) return n / b;
+  if (options_.shard == LoaderOptions::Shard::kSplit && options_.every_rank_samples) {
+    return n / b + (n % b >= options_.ranks ? 1 : 0);
+  }
+  return (n + b - 1) / b;
 }
 
 int64_t DataLoader::BatchesPerEpoch() const {

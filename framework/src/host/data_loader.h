@@ -38,6 +38,10 @@ struct LoaderOptions {
   int rank = 0;
   int ranks = 1;
   Shard shard = Shard::kSplit;
+  // Splitting with drop_last = false: a last global batch with fewer samples than ranks, which
+  // would leave a rank without samples, is left out of the epoch (synchronised batch norm needs
+  // every rank in every forward pass).
+  bool every_rank_samples = false;
 };
 
 class DataLoader {

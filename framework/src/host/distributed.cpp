@@ -311,6 +311,40 @@ void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors, const std::s
   }
 }
 
+namespace {
+
+class GlooOrNcclSum : public Distributed::PendingSum {
+ public:
+  GlooOrNcclSum(c10::intrusive_ptr<c10d::Work> work, int rank, std::chrono::milliseconds timeout,
+                std::string what)
+      : work_(std::move(work)), rank_(rank), timeout_(timeout), what_(std::move(what)) {}
+  void Finish() override { Wait(work_, rank_, timeout_, what_); }
+
+ private:
+  c10::intrusive_ptr<c10d::Work> work_;
+  int rank_;
+  std::chrono::milliseconds timeout_;
+  std::string what_;
+};
+
+}  // namespace
+
+std::unique_ptr<Distributed::PendingSum> Distributed::StartAllReduceSum(const torch::Tensor& flat,
+                                                                        const std::string& what) {
+  c10d::Backend& backend = BackendFor(*groups_, flat.device(), rank(), world_size(), timeout_);
+  std::vector<at::Tensor> one = {flat};
+  c10d::AllreduceOptions options;
+  options.reduceOp = c10d::ReduceOp::SUM;
+  options.timeout = timeout_;
+  try {
+    return std::make_unique<GlooOrNcclSum>(backend.allreduce(one, options), rank(), timeout_, what);
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    throw Error(absl::UnavailableError(absl::StrCat("distributed ", what, ": rank ", rank(), ": ",
+                                                    message.substr(0, message.find('\n')))));
+  }
+}
+
 void Distributed::Barrier(const std::string& what) {
   // A one-element all-reduce: unlike Gloo's barrier it honours the per-call timeout.
   std::vector<torch::Tensor> token = {torch::zeros({1})};

@@ -68,6 +68,15 @@ class Distributed {
   // at most `bucket_bytes` and reduced concurrently.
   void AllReduceSum(std::vector<torch::Tensor>& tensors, const std::string& what,
                     int64_t bucket_bytes = 25 << 20);
+  // A sum over ranks that runs while the caller goes on, for communication that overlaps with
+  // computation. `Finish` waits for it (with the same errors as the collectives above); the
+  // tensor then holds the sum. Every rank starts its sums in the same order.
+  class PendingSum {
+   public:
+    virtual ~PendingSum() = default;
+    virtual void Finish() = 0;
+  };
+  std::unique_ptr<PendingSum> StartAllReduceSum(const torch::Tensor& flat, const std::string& what);
   void Barrier(const std::string& what);
   // Rank 0's answer to a yes/no question, on every rank (for decisions only rank 0 may take,
   // e.g. whether a file it writes exists).

@@ -18,7 +18,13 @@ Schema RunSchema() {
              "stops the job with an error (a rank died or hangs)")
       .Min(1)
       .Float("dist_bucket_mb", 25.0, "data-parallel runs: size of the gradient all-reduce buckets")
-      .Min(0.001);
+      .Min(0.001)
+      .Bool("dist_overlap", true,
+            "data-parallel runs: start a gradient bucket's all-reduce during the backward pass, "
+            "as soon as its gradients are ready (off with sync_batchnorm)")
+      .Bool("sync_batchnorm", false,
+            "data-parallel runs: batch norm layers (kd::nn::BatchNorm) normalise with the "
+            "statistics of the global batch, over all processes (torch's SyncBatchNorm)");
 }
 
 Schema DataSchema() {
@@ -129,8 +135,8 @@ std::vector<ConfigSection> ConfigSections() {
 
 const std::vector<std::string>& HashNeutralKeys() {
   static const std::vector<std::string> keys = {
-      "run.work_dir", "loader.workers",     "loader.prefetch",   "train.log_interval",
-      "plugin_dirs",  "run.dist_timeout_s", "run.dist_bucket_mb"};
+      "run.work_dir", "loader.workers",     "loader.prefetch",    "train.log_interval",
+      "plugin_dirs",  "run.dist_timeout_s", "run.dist_bucket_mb", "run.dist_overlap"};
   return keys;
 }
 

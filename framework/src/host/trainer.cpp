@@ -17,8 +17,10 @@
 #include "host/data_loader.h"
 #include "host/event_writer.h"
 #include "host/files.h"
+#include "host/grad_reducer.h"
 #include "host/options_impl.h"
 #include "host/progress.h"
+#include "kd/batch_norm.h"
 #include "kd/dataset.h"
 #include "kd/distiller.h"
 #include "kd/hook.h"
@@ -138,6 +140,56 @@ int64_t BatchSize(const TensorDict& batch) {
   return 0;
 }
 
+// Synchronised batch norm (run.sync_batchnorm): batch statistics summed over the ranks, weighted
+// in the backward pass by the rank's samples in the micro-batch, which is how GradientReducer
+// weights the rank's gradient.
+class RankBatchNormSync : public nn::BatchNormSync {
+ public:
+  RankBatchNormSync(Distributed& dist, int64_t bucket_bytes)
+      : dist_(dist), bucket_bytes_(bucket_bytes) {}
+  void AllReduceSum(torch::Tensor& values) override {
+    std::vector<torch::Tensor> tensors = {values};
+    dist_.AllReduceSum(tensors, "synchronised batch norm", bucket_bytes_);
+  }
+  double LossWeight() const override { return samples_; }
+  void set_samples(int64_t samples) { samples_ = static_cast<double>(samples); }
+
+ private:
+  Distributed& dist_;
+  int64_t bucket_bytes_;
+  double samples_ = 0;
+};
+
+// Installs a BatchNormSync for the lifetime of a training loop.
+class BatchNormSyncScope {
+ public:
+  explicit BatchNormSyncScope(std::shared_ptr<RankBatchNormSync> sync) : sync_(std::move(sync)) {
+    if (sync_) nn::SetBatchNormSync(sync_);
+  }
+  ~BatchNormSyncScope() {
+    if (sync_) nn::SetBatchNormSync(nullptr);
+  }
+  BatchNormSyncScope(const BatchNormSyncScope&) = delete;
+  BatchNormSyncScope& operator=(const BatchNormSyncScope&) = delete;
+
+ private:
+  std::shared_ptr<RankBatchNormSync> sync_;
+};
+
+// The modules under `root` whose batch statistics cannot be synchronised: torch's own batch norms.
+std::vector<std::string> UnsyncableNorms(const torch::nn::Module& root, const std::string& prefix) {
+  std::vector<std::string> found;
+  for (const auto& item : root.named_modules(prefix)) {
+    const torch::nn::Module& m = *item.value();
+    if (dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) != nullptr ||
+        dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) != nullptr ||
+        dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&m) != nullptr) {
+      found.push_back(item.key());
+    }
+  }
+  return found;
+}
+
 std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
   std::vector<std::string> parts;
   for (const MetricValue& m : metrics) parts.push_back(absl::StrFormat("%s %.4f", m.name, m.value));
@@ -189,7 +241,6 @@ class Trainer {
   bool Agree(bool mine, const std::string& what);
   void SyncWeights();
   void SyncBuffers();
-  void SyncGradients(int64_t local_samples);
   void ReseedRank();
   std::vector<MetricValue> EvaluateDistributed(const std::string& prefix);
   void RecordValues(std::vector<MetricValue>& values, const std::string& prefix);
@@ -222,6 +273,8 @@ class Trainer {
   Distributed* dist_ = nullptr;
   bool main_ = true;  // rank 0 (or the only process): the one that writes
   int64_t bucket_bytes_ = 25 << 20;
+  bool overlap_ = true;  // gradient all-reduce during the backward pass (run.dist_overlap)
+  std::shared_ptr<RankBatchNormSync> bn_sync_;  // run.sync_batchnorm with several processes
   uint64_t seed_ = 0;
 
   torch::Device device_ = torch::kCPU;
@@ -291,6 +344,7 @@ void Trainer::Setup(bool for_training) {
     }
   }
   bucket_bytes_ = static_cast<int64_t>(run.Float("dist_bucket_mb") * (1 << 20));
+  overlap_ = run.Bool("dist_overlap");
   if (run.Int("threads") > 0) torch::set_num_threads(static_cast<int>(run.Int("threads")));
   at::globalContext().setDeterministicAlgorithms(run.Bool("deterministic"), false);
   const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
@@ -359,6 +413,26 @@ void Trainer::Setup(bool for_training) {
             [&] { distiller_->MoveTeachers(device_); });
   }
   for (const Options& h : root_.SubList("hooks")) hooks_.push_back(ctx.Build<Hook>(Kind::kHook, h));
+  if (dist_ && run.Bool("sync_batchnorm")) {
+    std::vector<std::string> norms = UnsyncableNorms(*model_, "model");
+    if (distiller_) {
+      for (std::string& name : UnsyncableNorms(*distiller_, "distiller")) {
+        norms.push_back(std::move(name));
+      }
+    }
+    if (!norms.empty()) {
+      const size_t shown = std::min<size_t>(norms.size(), 5);
+      run.Fail("sync_batchnorm",
+               absl::StrCat(norms.size(),
+                            " batch norm layer(s) are torch::nn::BatchNorm, whose "
+                            "statistics cannot be synchronised (",
+                            absl::StrJoin(norms.begin(), norms.begin() + shown, ", "),
+                            norms.size() > shown ? ", ..." : "",
+                            "); build them with kd::nn::BatchNorm1d/2d/3d (kd/batch_norm.h), or "
+                            "set run.sync_batchnorm = false"));
+    }
+    bn_sync_ = std::make_shared<RankBatchNormSync>(*dist_, bucket_bytes_);
+  }
 
   const Options train = root_.Sub("train");
   optimizer_factory_ = ctx.Build<OptimizerFactory>(Kind::kOptimizer, train.Sub("optimizer"));
@@ -391,6 +465,8 @@ void Trainer::Setup(bool for_training) {
     o.rank = dist_->rank();
     o.ranks = dist_->world_size();
     o.shard = LoaderOptions::Shard::kSplit;
+    // Synchronised batch norm needs every rank in every forward pass.
+    o.every_rank_samples = bn_sync_ != nullptr;
   }
   train_loader_ = std::make_unique<DataLoader>(train_set_, o);
   steps_per_epoch_ = train_loader_->BatchesPerEpoch() / accumulate_;
@@ -630,46 +706,6 @@ void Trainer::SyncBuffers() {
   if (buffers.empty()) return;
   torch::NoGradGuard no_grad;
   dist_->Broadcast(buffers, "buffer broadcast from rank 0");
-}
-
-// The gradient of the loss over the union of the ranks' samples: every rank's gradient weighted
-// by its sample count, summed in buckets, divided by the total count. A parameter without a
-// gradient on every rank keeps none (as in one process).
-void Trainer::SyncGradients(int64_t local_samples) {
-  if (!dist_) return;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> params;
-  for (auto& group : optimizer_->param_groups()) {
-    for (auto& p : group.params()) params.push_back(p);
-  }
-  const size_t n = params.size();
-  torch::Tensor flags = torch::zeros({static_cast<int64_t>(n) + 1}, torch::kDouble);
-  auto* f = flags.data_ptr<double>();
-  std::vector<torch::Tensor> sums;
-  sums.reserve(n + 1);
-  for (size_t i = 0; i < n; ++i) {
-    const torch::Tensor& g = params[i].grad();
-    if (g.defined()) {
-      f[i] = 1;
-      sums.push_back(g * static_cast<double>(local_samples));
-    } else {
-      sums.push_back(torch::zeros_like(params[i]));
-    }
-  }
-  f[n] = static_cast<double>(local_samples);
-  sums.push_back(flags);
-  dist_->AllReduceSum(sums, "gradient all-reduce", bucket_bytes_);
-  const double* counts = sums.back().data_ptr<double>();  // reduced flags, then the sample total
-  const double total = counts[n];
-  for (size_t i = 0; i < n; ++i) {
-    if (counts[i] == 0 || total == 0) continue;
-    torch::Tensor averaged = sums[i].div_(total);
-    if (params[i].grad().defined()) {
-      params[i].mutable_grad().copy_(averaged);
-    } else {
-      params[i].mutable_grad() = averaged;
-    }
-  }
 }
 
 // Ranks other than 0 draw their own random numbers (dropout, random ops in the forward pass):
@@ -973,6 +1009,18 @@ TrainOutcome Trainer::Run() {
   for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnTrainStart(Info(), *model_); });
   if (distiller_) Guarded("distiller", [&] { distiller_->OnTrainStart(Info(), *model_); });
 
+  const BatchNormSyncScope bn_sync_scope(bn_sync_);
+  // Synchronised batch norm all-reduces inside the backward pass too; gradient buckets started
+  // from the backward pass could then reach the ranks' process group in different orders.
+  std::unique_ptr<GradientReducer> reducer;
+  if (dist_) {
+    std::vector<torch::Tensor> params;
+    for (auto& group : optimizer_->param_groups()) {
+      for (auto& p : group.params()) params.push_back(p);
+    }
+    reducer = std::make_unique<GradientReducer>(*dist_, std::move(params), bucket_bytes_,
+                                                overlap_ && bn_sync_ == nullptr);
+  }
   const int64_t target = bench ? std::min(total_steps_, options_.bench_steps) : total_steps_;
   const int64_t stop_at = options_.stop_after_steps > 0 ? options_.stop_after_steps : target;
   // Timing of each phase, for --bench (synchronised on CUDA so that times are real).
@@ -1023,6 +1071,7 @@ TrainOutcome Trainer::Run() {
         // contributes no gradient and no loss.
         const bool has_samples = !batch.empty();
         TensorDict terms;
+        if (bn_sync_) bn_sync_->set_samples(BatchSize(batch));
         if (has_samples) {
           AutocastGuard autocast(autocast_, autocast_dtype_);
           TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
@@ -1089,6 +1138,9 @@ TrainOutcome Trainer::Run() {
         Clock::time_point t2 = Clock::now();
         torch::Tensor scaled = total / static_cast<double>(accumulate_);
         if (scaler_) scaled = scaler_->Scale(scaled);
+        if (reducer && (batch_in_epoch_ + 1) % accumulate_ == 0) {
+          reducer->Arm(step_samples + BatchSize(batch));
+        }
         if (has_samples) Guarded("backward", [&] { scaled.backward(); });
         sync();
         Clock::time_point t3 = Clock::now();
@@ -1099,7 +1151,7 @@ TrainOutcome Trainer::Run() {
         window_samples += BatchSize(batch);
         if (batch_in_epoch_ % accumulate_ != 0) continue;
 
-        SyncGradients(step_samples);
+        if (reducer) reducer->Finish(step_samples);
         bool step_ok = true;
         if (scaler_) step_ok = scaler_->Unscale(*optimizer_);
         if (clip_ > 0 && step_ok) {

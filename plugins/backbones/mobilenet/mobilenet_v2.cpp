@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
+#include "kd/batch_norm.h"
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -43,14 +44,14 @@ class ConvBnRelu6Impl : public torch::nn::Module {
                                        .dilation(dilation)
                                        .groups(groups)
                                        .bias(false)))),
-        bn_(register_module("1", torch::nn::BatchNorm2d(out_channels))),
+        bn_(register_module("1", kd::nn::BatchNorm2d(out_channels))),
         relu6_(register_module("2", torch::nn::ReLU6())) {}
 
   torch::Tensor forward(const torch::Tensor& x) { return relu6_(bn_(conv_(x))); }
 
  private:
   torch::nn::Conv2d conv_;
-  torch::nn::BatchNorm2d bn_;
+  kd::nn::BatchNorm2d bn_;
   torch::nn::ReLU6 relu6_;
 };
 TORCH_MODULE(ConvBnRelu6);
@@ -69,7 +70,7 @@ class InvertedResidualImpl : public torch::nn::Module {
     conv->push_back(ConvBnRelu6(hidden, hidden, 3, stride, dilation, hidden));
     conv->push_back(
         torch::nn::Conv2d(torch::nn::Conv2dOptions(hidden, out_channels, 1).bias(false)));
-    conv->push_back(torch::nn::BatchNorm2d(out_channels));
+    conv->push_back(kd::nn::BatchNorm2d(out_channels));
     conv_ = register_module("conv", conv);
   }
 
@@ -213,7 +214,7 @@ class MobileNetV2 : public kd::Backbone {
     for (const auto& module : modules(/*include_self=*/false)) {
       if (auto* conv = module->as<torch::nn::Conv2d>()) {
         torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-      } else if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      } else if (auto* bn = module->as<kd::nn::BatchNorm2d>()) {
         torch::nn::init::ones_(bn->weight);
         torch::nn::init::zeros_(bn->bias);
       }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "components.h"
 #include "init.h"
+#include "kd/batch_norm.h"
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -51,9 +52,9 @@ class BasicBlockImpl : public torch::nn::Module {
   BasicBlockImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
                  const BlockShape& /*shape*/, torch::nn::Sequential downsample)
       : conv1_(register_module("conv1", Conv(in_channels, planes, 3, stride, dilation))),
-        bn1_(register_module("bn1", torch::nn::BatchNorm2d(planes))),
+        bn1_(register_module("bn1", kd::nn::BatchNorm2d(planes))),
         conv2_(register_module("conv2", Conv(planes, planes, 3, 1, dilation))),
-        bn2_(register_module("bn2", torch::nn::BatchNorm2d(planes))) {
+        bn2_(register_module("bn2", kd::nn::BatchNorm2d(planes))) {
     if (downsample) downsample_ = register_module("downsample", downsample);
   }
 
@@ -64,13 +65,13 @@ class BasicBlockImpl : public torch::nn::Module {
   }
 
   // The batch norm that closes the residual branch (zeroed by zero_init_residual).
-  torch::nn::BatchNorm2d& last_bn() { return bn2_; }
+  kd::nn::BatchNorm2d& last_bn() { return bn2_; }
 
  private:
   torch::nn::Conv2d conv1_;
-  torch::nn::BatchNorm2d bn1_;
+  kd::nn::BatchNorm2d bn1_;
   torch::nn::Conv2d conv2_;
-  torch::nn::BatchNorm2d bn2_;
+  kd::nn::BatchNorm2d bn2_;
   torch::nn::Sequential downsample_{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -89,12 +90,12 @@ class BottleneckImpl : public torch::nn::Module {
   BottleneckImpl(int64_t in_channels, int64_t planes, int64_t stride, int64_t dilation,
                  const BlockShape& shape, torch::nn::Sequential downsample)
       : conv1_(register_module("conv1", Conv(in_channels, Width(planes, shape), 1, 1))),
-        bn1_(register_module("bn1", torch::nn::BatchNorm2d(Width(planes, shape)))),
+        bn1_(register_module("bn1", kd::nn::BatchNorm2d(Width(planes, shape)))),
         conv2_(register_module("conv2", Conv(Width(planes, shape), Width(planes, shape), 3, stride,
                                              dilation, shape.groups))),
-        bn2_(register_module("bn2", torch::nn::BatchNorm2d(Width(planes, shape)))),
+        bn2_(register_module("bn2", kd::nn::BatchNorm2d(Width(planes, shape)))),
         conv3_(register_module("conv3", Conv(Width(planes, shape), planes * kExpansion, 1, 1))),
-        bn3_(register_module("bn3", torch::nn::BatchNorm2d(planes * kExpansion))) {
+        bn3_(register_module("bn3", kd::nn::BatchNorm2d(planes * kExpansion))) {
     if (downsample) downsample_ = register_module("downsample", downsample);
   }
 
@@ -105,15 +106,15 @@ class BottleneckImpl : public torch::nn::Module {
     return torch::relu(out + (downsample_ ? downsample_->forward(x) : x));
   }
 
-  torch::nn::BatchNorm2d& last_bn() { return bn3_; }
+  kd::nn::BatchNorm2d& last_bn() { return bn3_; }
 
  private:
   torch::nn::Conv2d conv1_;
-  torch::nn::BatchNorm2d bn1_;
+  kd::nn::BatchNorm2d bn1_;
   torch::nn::Conv2d conv2_;
-  torch::nn::BatchNorm2d bn2_;
+  kd::nn::BatchNorm2d bn2_;
   torch::nn::Conv2d conv3_;
-  torch::nn::BatchNorm2d bn3_;
+  kd::nn::BatchNorm2d bn3_;
   torch::nn::Sequential downsample_{nullptr};
 };
 TORCH_MODULE(Bottleneck);
@@ -192,18 +193,18 @@ class ResNet : public kd::Backbone {
     conv1_ = register_module("conv1", o.stem == Stem::kImagenet ? Conv(o.in_channels, 64, 7, 2)
                                       : o.stem == Stem::kSmall  ? Conv(o.in_channels, 64, 3, 1)
                                                                 : Conv(o.in_channels, 64, 3, 2));
-    bn1_ = register_module("bn1", torch::nn::BatchNorm2d(64));
+    bn1_ = register_module("bn1", kd::nn::BatchNorm2d(64));
     if (o.stem == Stem::kDeep) {
       conv2_ = register_module("conv2", Conv(64, 64, 3, 1));
-      bn2_ = register_module("bn2", torch::nn::BatchNorm2d(64));
+      bn2_ = register_module("bn2", kd::nn::BatchNorm2d(64));
       conv3_ = register_module("conv3", Conv(64, kDeepStemChannels, 3, 1));
-      bn3_ = register_module("bn3", torch::nn::BatchNorm2d(kDeepStemChannels));
+      bn3_ = register_module("bn3", kd::nn::BatchNorm2d(kDeepStemChannels));
     }
     if (o.stem != Stem::kSmall) {
       maxpool_ = register_module(
           "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
     }
-    const std::vector<torch::nn::BatchNorm2d> residual_bns =
+    const std::vector<kd::nn::BatchNorm2d> residual_bns =
         o.architecture.bottleneck ? BuildLayers<Bottleneck>(o) : BuildLayers<BasicBlock>(o);
 
     InitLikeTorchvision(*this);
@@ -247,10 +248,10 @@ class ResNet : public kd::Backbone {
   // previous dilation, as torchvision does. Returns the batch norm closing each block's residual
   // branch.
   template <typename Block>
-  std::vector<torch::nn::BatchNorm2d> BuildLayers(const ResNetOptions& o) {
+  std::vector<kd::nn::BatchNorm2d> BuildLayers(const ResNetOptions& o) {
     const std::array<int64_t, 4>& blocks = o.architecture.blocks;
     const std::array<bool, 4> dilate = {false, false, o.output_stride == 8, o.output_stride <= 16};
-    std::vector<torch::nn::BatchNorm2d> residual_bns;
+    std::vector<kd::nn::BatchNorm2d> residual_bns;
     // The deep stem ends with 128 channels, so layer1's first block gets a projection shortcut
     // even with basic blocks (as in ResNetV1b).
     int64_t in_channels = o.stem == Stem::kDeep ? kDeepStemChannels : 64;
@@ -267,7 +268,7 @@ class ResNet : public kd::Backbone {
       torch::nn::Sequential downsample{nullptr};
       if (stride != 1 || in_channels != out_channels) {
         downsample = torch::nn::Sequential(Conv(in_channels, out_channels, 1, stride),
-                                           torch::nn::BatchNorm2d(out_channels));
+                                           kd::nn::BatchNorm2d(out_channels));
       }
       torch::nn::Sequential layer;
       for (int64_t i = 0; i < blocks[stage]; ++i) {
@@ -288,11 +289,11 @@ class ResNet : public kd::Backbone {
 
   Stem stem_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  kd::nn::BatchNorm2d bn1_{nullptr};
   torch::nn::Conv2d conv2_{nullptr};  // conv2 .. bn3: the deep stem only
-  torch::nn::BatchNorm2d bn2_{nullptr};
+  kd::nn::BatchNorm2d bn2_{nullptr};
   torch::nn::Conv2d conv3_{nullptr};
-  torch::nn::BatchNorm2d bn3_{nullptr};
+  kd::nn::BatchNorm2d bn3_{nullptr};
   torch::nn::MaxPool2d maxpool_{nullptr};
   std::vector<torch::nn::Sequential> layers_;
   std::array<int64_t, 4> channels_{};

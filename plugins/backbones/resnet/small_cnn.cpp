@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "components.h"
 #include "init.h"
+#include "kd/batch_norm.h"
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -46,7 +47,7 @@ torch::nn::Conv2d Conv3x3(int64_t in_channels, int64_t out_channels, bool bias) 
 }
 
 torch::nn::AnyModule Norm(int64_t channels, bool batch_norm) {
-  if (batch_norm) return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
+  if (batch_norm) return torch::nn::AnyModule(kd::nn::BatchNorm2d(channels));
   return torch::nn::AnyModule(torch::nn::Identity());
 }
 

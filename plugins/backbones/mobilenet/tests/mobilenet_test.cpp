@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kd/batch_norm.h"
 #include "kd/model.h"
 #include "test_support.h"
 
@@ -259,7 +260,7 @@ TEST_CASE("MobileNetV2 blocks add their input back only when stride and channels
   // With its last batch norm zeroed (eval mode, running mean 0) a block's branch outputs zeros, so
   // a residual block is the identity and any other block outputs zeros.
   for (const char* bn : {"features.2.conv.3", "features.3.conv.3"}) {
-    modules[bn]->as<torch::nn::BatchNorm2d>()->weight.zero_();
+    modules[bn]->as<kd::nn::BatchNorm2d>()->weight.zero_();
   }
   auto& features = *modules["features"]->as<torch::nn::Sequential>();
   auto block = [&](size_t index, const torch::Tensor& input) {

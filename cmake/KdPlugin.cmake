@@ -24,6 +24,11 @@ function(kd_add_plugin name)
   target_link_libraries(${target} PRIVATE kdhost::kdcore ${ARG_LIBRARIES})
   target_compile_definitions(${target} PRIVATE KD_PLUGIN_NAME="${name}")
   set_target_properties(${target} PROPERTIES PREFIX "lib" OUTPUT_NAME "kd_${name}")
+  # The plugin's calls to functions it defines itself (inline and template code: std::vector's,
+  # torch's) stay inside it. Libraries that LibTorch loads export copies of a few std:: templates
+  # built for another allocator (libcusparseLt's std::vector<bool>), which would otherwise serve
+  # them.
+  target_link_options(${target} PRIVATE "LINKER:-Bsymbolic-functions")
   if(TARGET kd_warnings)
     target_link_libraries(${target} PRIVATE kd_warnings)
   endif()

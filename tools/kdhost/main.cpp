@@ -25,6 +25,7 @@
 #include "host/pipeline.h"
 #include "host/reference.h"
 #include "host/root_schema.h"
+#include "host/sanitizer_defaults.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
 #include "host/validate.h"

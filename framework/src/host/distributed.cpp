@@ -254,53 +254,52 @@ void Distributed::Broadcast(std::vector<torch::Tensor>& tensors, const std::stri
   }
 }
 
-void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors, const std::string& what,
-                               int64_t bucket_bytes) {
-  torch::NoGradGuard no_grad;
-  // Buckets: consecutive tensors of one dtype and device, up to bucket_bytes each.
-  struct Bucket {
-    std::vector<size_t> members;
-    torch::Tensor flat;
-    c10::intrusive_ptr<c10d::Work> work;
-  };
-  std::vector<Bucket> buckets;
+std::vector<std::vector<size_t>> GroupIntoBuckets(const std::vector<torch::Tensor>& tensors,
+                                                  const std::vector<size_t>& order,
+                                                  int64_t bucket_bytes) {
+  std::vector<std::vector<size_t>> buckets;
   int64_t bytes = 0;
-  for (size_t i = 0; i < tensors.size(); ++i) {
+  for (size_t i : order) {
     const torch::Tensor& t = tensors[i];
-    if (!t.defined() || t.numel() == 0) continue;
     const int64_t size = t.numel() * static_cast<int64_t>(t.element_size());
     bool fresh = buckets.empty() || bytes + size > bucket_bytes;
     if (!fresh) {
-      const torch::Tensor& head = tensors[buckets.back().members.front()];
+      const torch::Tensor& head = tensors[buckets.back().front()];
       fresh = head.scalar_type() != t.scalar_type() || head.device() != t.device();
     }
     if (fresh) {
       buckets.emplace_back();
       bytes = 0;
     }
-    buckets.back().members.push_back(i);
+    buckets.back().push_back(i);
     bytes += size;
   }
-  for (Bucket& bucket : buckets) {
+  return buckets;
+}
+
+void Distributed::AllReduceSum(std::vector<torch::Tensor>& tensors, const std::string& what,
+                               int64_t bucket_bytes) {
+  torch::NoGradGuard no_grad;
+  std::vector<size_t> order;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].defined() && tensors[i].numel() > 0) order.push_back(i);
+  }
+  struct Bucket {
+    std::vector<size_t> members;
+    torch::Tensor flat;
+    std::unique_ptr<PendingSum> sum;
+  };
+  std::vector<Bucket> buckets;
+  for (std::vector<size_t>& members : GroupIntoBuckets(tensors, order, bucket_bytes)) {
+    Bucket& bucket = buckets.emplace_back();
+    bucket.members = std::move(members);
     std::vector<torch::Tensor> parts;
     for (size_t i : bucket.members) parts.push_back(tensors[i].reshape({-1}));
     bucket.flat = torch::cat(parts);
-    c10d::Backend& backend =
-        BackendFor(*groups_, bucket.flat.device(), rank(), world_size(), timeout_);
-    std::vector<at::Tensor> one = {bucket.flat};
-    c10d::AllreduceOptions options;
-    options.reduceOp = c10d::ReduceOp::SUM;
-    options.timeout = timeout_;
-    try {
-      bucket.work = backend.allreduce(one, options);
-    } catch (const std::exception& e) {
-      const std::string message = e.what();
-      throw Error(absl::UnavailableError(absl::StrCat("distributed ", what, ": rank ", rank(), ": ",
-                                                      message.substr(0, message.find('\n')))));
-    }
+    bucket.sum = StartAllReduceSum(bucket.flat, what);
   }
   for (Bucket& bucket : buckets) {
-    Wait(bucket.work, rank(), timeout_, what);
+    bucket.sum->Finish();
     int64_t offset = 0;
     for (size_t i : bucket.members) {
       torch::Tensor& t = tensors[i];

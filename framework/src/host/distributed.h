@@ -42,6 +42,12 @@ absl::StatusOr<LaunchEnv> ReadLaunchEnv(const std::string& launcher,
 // The first host name of a Slurm node list ("node[03-05,9],gpu1" -> "node03").
 std::string FirstSlurmHost(const std::string& nodelist);
 
+// Consecutive tensors of `order` (indices into `tensors`) grouped into buckets of one dtype and
+// device, each up to `bucket_bytes` (a larger tensor is a bucket of its own).
+std::vector<std::vector<size_t>> GroupIntoBuckets(const std::vector<torch::Tensor>& tensors,
+                                                  const std::vector<size_t>& order,
+                                                  int64_t bucket_bytes);
+
 class Distributed {
  public:
   // Joins the group: a TCPStore at the master address (served by rank 0, or by torchrun's agent),

@@ -13,27 +13,18 @@ GradientReducer::GradientReducer(Distributed& dist, std::vector<torch::Tensor> p
   bucket_of_.assign(n, 0);
   slot_of_.assign(n, 0);
   arrived_.assign(n, 0);
-  int64_t bytes = 0;
-  for (size_t k = n; k-- > 0;) {
-    const torch::Tensor& p = params_[k];
-    const int64_t size = p.numel() * static_cast<int64_t>(p.element_size());
-    bool fresh = buckets_.empty() || bytes + size > bucket_bytes;
-    if (!fresh) {
-      const torch::Tensor& head = params_[buckets_.back().members.front()];
-      fresh = head.scalar_type() != p.scalar_type() || head.device() != p.device();
+  std::vector<size_t> reversed(n);
+  for (size_t k = 0; k < n; ++k) reversed[k] = n - 1 - k;
+  for (std::vector<size_t>& members : GroupIntoBuckets(params_, reversed, bucket_bytes)) {
+    Bucket& bucket = buckets_.emplace_back();
+    bucket.members = std::move(members);
+    int64_t offset = 0;
+    for (size_t k : bucket.members) {
+      bucket_of_[k] = buckets_.size() - 1;
+      slot_of_[k] = bucket.offsets.size();
+      bucket.offsets.push_back(offset);
+      offset += params_[k].numel();
     }
-    if (fresh) {
-      buckets_.emplace_back();
-      bytes = 0;
-    }
-    Bucket& bucket = buckets_.back();
-    bucket_of_[k] = buckets_.size() - 1;
-    slot_of_[k] = bucket.members.size();
-    bucket.offsets.push_back(bucket.members.empty()
-                                 ? 0
-                                 : bucket.offsets.back() + params_[bucket.members.back()].numel());
-    bucket.members.push_back(k);
-    bytes += size;
   }
   for (Bucket& bucket : buckets_) {
     const torch::Tensor& last = params_[bucket.members.back()];

@@ -145,18 +145,16 @@ int64_t BatchSize(const TensorDict& batch) {
 // weights the rank's gradient.
 class RankBatchNormSync : public nn::BatchNormSync {
  public:
-  RankBatchNormSync(Distributed& dist, int64_t bucket_bytes)
-      : dist_(dist), bucket_bytes_(bucket_bytes) {}
+  explicit RankBatchNormSync(Distributed& dist) : dist_(dist) {}
   void AllReduceSum(torch::Tensor& values) override {
     std::vector<torch::Tensor> tensors = {values};
-    dist_.AllReduceSum(tensors, "synchronised batch norm", bucket_bytes_);
+    dist_.AllReduceSum(tensors, "synchronised batch norm");
   }
   double LossWeight() const override { return samples_; }
   void set_samples(int64_t samples) { samples_ = static_cast<double>(samples); }
 
  private:
   Distributed& dist_;
-  int64_t bucket_bytes_;
   double samples_ = 0;
 };
 
@@ -431,7 +429,7 @@ void Trainer::Setup(bool for_training) {
                             "); build them with kd::nn::BatchNorm1d/2d/3d (kd/batch_norm.h), or "
                             "set run.sync_batchnorm = false"));
     }
-    bn_sync_ = std::make_shared<RankBatchNormSync>(*dist_, bucket_bytes_);
+    bn_sync_ = std::make_shared<RankBatchNormSync>(*dist_);
   }
 
   const Options train = root_.Sub("train");

@@ -9,19 +9,11 @@
 
 #include "host/distributed.h"
 #include "host/grad_reducer.h"
+#include "reducer_net.h"
 
 namespace {
 
-struct Net : torch::nn::Module {
-  Net() {
-    // Registered first, so it lands in the last bucket (buckets take parameters in reverse).
-    unused = register_module("unused", torch::nn::Linear(3, 3));
-    first = register_module("first", torch::nn::Linear(4, 3));
-    second = register_module("second", torch::nn::Linear(3, 2));
-  }
-  torch::Tensor forward(const torch::Tensor& x) { return second(torch::tanh(first(x))); }
-  torch::nn::Linear unused{nullptr}, first{nullptr}, second{nullptr};
-};
+using Net = kd::test::ReducerNet;
 
 std::unique_ptr<kd::host::Distributed> OneRank() {
   kd::host::LaunchEnv env;
@@ -37,7 +29,7 @@ TEST_CASE("the gradient reducer leaves the accumulated gradient, overlapped with
   std::unique_ptr<kd::host::Distributed> dist = OneRank();
   torch::manual_seed(3);
   const torch::Tensor a = torch::randn({5, 4}), b = torch::randn({3, 4});
-  auto loss = [](Net& net, const torch::Tensor& x) { return net.forward(x).square().mean() / 2; };
+  auto loss = kd::test::HalfMeanSquare;
 
   Net reference;
   loss(reference, a).backward();

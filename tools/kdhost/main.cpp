@@ -314,6 +314,7 @@ int RunOrTrain(const Command& c, const Args& args) {
           kd::host::TrainStage(host.registry(), &access,
                                {(*stage)->name, (*stage)->dir, (*stage)->config}, train_options);
       if (!outcome.ok()) return Fail(outcome.status());
+      if (dist) dist->Shutdown();
       if (dist && !dist->is_main()) return kOk;
       std::printf("%s", outcome->bench_report.c_str());
       return kOk;
@@ -321,6 +322,7 @@ int RunOrTrain(const Command& c, const Args& args) {
   }
   auto results = kd::host::RunPipeline(host, *config, options);
   if (!results.ok()) return Fail(results.status());
+  if (dist) dist->Shutdown();
   if (dist && !dist->is_main()) return kOk;  // rank 0 reports
   std::printf("\n%s", kd::host::FormatSummary(*results).c_str());
   std::printf("run directory: %s\n", config->work_dir.string().c_str());

@@ -11,6 +11,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -23,7 +24,8 @@ namespace kd::host {
 // distributed_nccl.cpp, in builds with CUDA; nullptr otherwise.
 c10::intrusive_ptr<c10d::Backend> MakeNcclBackend(const c10::intrusive_ptr<c10d::Store>& store,
                                                   int rank, int size,
-                                                  std::chrono::milliseconds timeout);
+                                                  std::chrono::milliseconds timeout,
+                                                  const std::optional<at::Device>& device);
 
 namespace {
 
@@ -126,15 +128,67 @@ class Distributed::Groups {
  public:
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> gloo;
-  c10::intrusive_ptr<c10d::Backend> nccl;  // created on first CUDA collective
+  c10::intrusive_ptr<c10d::Backend> nccl;  // by UseDevice, or on the first CUDA collective
   bool nccl_tried = false;
+  std::optional<torch::Device> nccl_device;  // the GPU UseDevice bound it to
+  bool shut_down = false;
 };
 
 Distributed::Distributed(LaunchEnv env, std::chrono::milliseconds timeout,
                          std::unique_ptr<Groups> groups)
     : env_(std::move(env)), timeout_(timeout), groups_(std::move(groups)) {}
 
-Distributed::~Distributed() = default;
+Distributed::~Distributed() {
+  if (groups_->shut_down) return;
+  // A run that failed: a peer may be gone, and waiting for its part of a collective would hang.
+  try {
+    if (groups_->nccl) groups_->nccl->abort();
+    groups_->gloo->abort();
+  } catch (const std::exception&) {
+    // Exiting anyway; the run's error has been reported.
+  }
+}
+
+void Distributed::Shutdown() {
+  if (groups_->shut_down) return;
+  groups_->shut_down = true;
+  if (groups_->nccl) groups_->nccl->shutdown();
+  groups_->gloo->shutdown();
+}
+
+void Distributed::UseDevice(const torch::Device& device) {
+  if (!device.is_cuda()) return;
+  if (groups_->nccl_device) {
+    if (*groups_->nccl_device == device) return;
+    throw Error(absl::FailedPreconditionError(absl::StrCat(
+        "rank ", rank(), ": this stage trains on ", device.str(),
+        " but an earlier stage of the run used ", groups_->nccl_device->str(),
+        "; a process of a data-parallel run keeps one GPU: give every stage the same run.device "
+        "(\"auto\" or \"cuda\" take the GPU of LOCAL_RANK)")));
+  }
+  if (groups_->nccl_tried) {
+    // Formed at a first collective before any stage chose its device; it follows the tensors.
+    groups_->nccl_device = device;
+    return;
+  }
+  groups_->nccl_tried = true;
+  groups_->nccl_device = device;
+  try {
+    groups_->nccl = MakeNcclBackend(c10::make_intrusive<c10d::PrefixStore>("nccl/", groups_->store),
+                                    rank(), world_size(), timeout_, device);
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    throw Error(absl::UnavailableError(absl::StrCat(
+        "rank ", rank(), " of ", world_size(), ": the NCCL process group did not form on ",
+        device.str(), " (", message.substr(0, message.find('\n')),
+        "). Run with NCCL_DEBUG=INFO to see why; with several network interfaces set "
+        "NCCL_SOCKET_IFNAME")));
+  }
+  if (!groups_->nccl) {
+    throw Error(absl::FailedPreconditionError(
+        "distributed training on CUDA needs NCCL, and this kdhost was built without it"));
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Connect(
     const LaunchEnv& env, std::chrono::milliseconds timeout) {
@@ -184,11 +238,17 @@ absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Connect(
 
 namespace {
 
-// Waits for a collective, turning c10d's errors into messages that say what happened.
+// Waits for a collective, turning c10d's errors into messages that say what happened. On CUDA
+// (`on_gpu`) the wait orders the current stream after NCCL's and returns; the process group's
+// watchdog enforces the timeout.
 void Wait(const c10::intrusive_ptr<c10d::Work>& work, int rank, std::chrono::milliseconds timeout,
-          const std::string& what) {
+          const std::string& what, bool on_gpu) {
   try {
-    work->wait(timeout);
+    if (on_gpu) {
+      work->wait();
+    } else {
+      work->wait(timeout);
+    }
   } catch (const std::exception& e) {
     const std::string message = e.what();
     const std::string first_line = message.substr(0, message.find('\n'));
@@ -208,7 +268,8 @@ void Wait(const c10::intrusive_ptr<c10d::Work>& work, int rank, std::chrono::mil
 }
 
 template <typename F>
-void Collective(int rank, std::chrono::milliseconds timeout, const std::string& what, F&& start) {
+void Collective(int rank, std::chrono::milliseconds timeout, const std::string& what, bool on_gpu,
+                F&& start) {
   c10::intrusive_ptr<c10d::Work> work;
   try {
     work = start();
@@ -219,7 +280,7 @@ void Collective(int rank, std::chrono::milliseconds timeout, const std::string& 
     throw Error(absl::UnavailableError(absl::StrCat("distributed ", what, ": rank ", rank, ": ",
                                                     message.substr(0, message.find('\n')))));
   }
-  Wait(work, rank, timeout, what);
+  Wait(work, rank, timeout, what, on_gpu);
 }
 
 }  // namespace
@@ -231,7 +292,7 @@ static c10d::Backend& BackendFor(Distributed::Groups& groups, const torch::Devic
   if (!groups.nccl_tried) {
     groups.nccl_tried = true;
     groups.nccl = MakeNcclBackend(c10::make_intrusive<c10d::PrefixStore>("nccl/", groups.store),
-                                  rank, size, timeout);
+                                  rank, size, timeout, std::nullopt);
   }
   if (!groups.nccl) {
     throw Error(absl::FailedPreconditionError(
@@ -249,7 +310,8 @@ void Distributed::Broadcast(std::vector<torch::Tensor>& tensors, const std::stri
     c10d::BroadcastOptions options;
     options.rootRank = 0;
     options.timeout = timeout_;
-    Collective(rank(), timeout_, what, [&] { return backend.broadcast(one, options); });
+    Collective(rank(), timeout_, what, t.is_cuda(),
+               [&] { return backend.broadcast(one, options); });
     if (!t.is_contiguous()) t.copy_(contiguous);
   }
 }
@@ -315,13 +377,18 @@ namespace {
 class GlooOrNcclSum : public Distributed::PendingSum {
  public:
   GlooOrNcclSum(c10::intrusive_ptr<c10d::Work> work, int rank, std::chrono::milliseconds timeout,
-                std::string what)
-      : work_(std::move(work)), rank_(rank), timeout_(timeout), what_(std::move(what)) {}
-  void Finish() override { Wait(work_, rank_, timeout_, what_); }
+                std::string what, bool on_gpu)
+      : work_(std::move(work)),
+        rank_(rank),
+        on_gpu_(on_gpu),
+        timeout_(timeout),
+        what_(std::move(what)) {}
+  void Finish() override { Wait(work_, rank_, timeout_, what_, on_gpu_); }
 
  private:
   c10::intrusive_ptr<c10d::Work> work_;
   int rank_;
+  bool on_gpu_;
   std::chrono::milliseconds timeout_;
   std::string what_;
 };
@@ -336,7 +403,8 @@ std::unique_ptr<Distributed::PendingSum> Distributed::StartAllReduceSum(const to
   options.reduceOp = c10d::ReduceOp::SUM;
   options.timeout = timeout_;
   try {
-    return std::make_unique<GlooOrNcclSum>(backend.allreduce(one, options), rank(), timeout_, what);
+    return std::make_unique<GlooOrNcclSum>(backend.allreduce(one, options), rank(), timeout_, what,
+                                           flat.is_cuda());
   } catch (const std::exception& e) {
     const std::string message = e.what();
     throw Error(absl::UnavailableError(absl::StrCat("distributed ", what, ": rank ", rank(), ": ",
@@ -401,7 +469,7 @@ std::vector<std::string> Distributed::GatherBytes(const std::string& bytes,
   c10d::GatherOptions options;
   options.rootRank = 0;
   options.timeout = timeout_;
-  Collective(rank(), timeout_, what,
+  Collective(rank(), timeout_, what, false,
              [&] { return groups_->gloo->gather(outputs, inputs, options); });
   std::vector<std::string> out;
   if (!is_main()) return out;

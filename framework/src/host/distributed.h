@@ -66,8 +66,22 @@ class Distributed {
   const LaunchEnv& env() const { return env_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
 
-  // Collectives on CUDA tensors go through NCCL; the NCCL group is created on first use (a
-  // LibTorch without CUDA has none, and then CUDA tensors are refused).
+  // For a CUDA device (the process's current device, set by the caller), forms the NCCL group
+  // bound to it now rather than at the first collective (as torch's init_process_group does
+  // with device_id), so that a failing NCCL setup stops the job before training. Every rank
+  // calls it with its own GPU; a later call with another GPU is refused (one GPU per process).
+  void UseDevice(const torch::Device& device);
+  // Ends the group after a run that went well: NCCL's communicators are shut down once their
+  // work is done. Without it (a run that failed) the destructor aborts them instead, as torch's
+  // destroy_process_group and abort do, so that exiting never waits on a peer that is gone.
+  void Shutdown();
+
+  // Collectives on CUDA tensors go through NCCL; the NCCL group is created on first use if
+  // UseDevice did not form it (a LibTorch without CUDA has none, and then CUDA tensors are
+  // refused). On CUDA the waits below order the caller's stream after the collective without
+  // blocking the CPU, as DistributedDataParallel's do; a peer that dies or hangs then stops the
+  // job through torch's NCCL watchdog after the timeout (TORCH_NCCL_BLOCKING_WAIT=1 makes them
+  // block, with this class's messages). On the CPU (Gloo) they block and throw kd::Error.
   // Rank 0's values of `tensors`, in place on every rank.
   void Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what);
   // The sum over ranks, in place. Tensors of one dtype and device are flattened into buckets of

@@ -1,6 +1,7 @@
 #include "host/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -340,6 +341,12 @@ void Trainer::Setup(bool for_training) {
     if (spec.rfind("cuda:", 0) != 0) {
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist_->local_rank()));
     }
+  }
+  if (device_.is_cuda()) {
+    // The process's current device: what plugins allocate on "cuda" and where the autograd and
+    // NCCL streams live, as `torch.cuda.set_device(local_rank)` does in a PyTorch script.
+    c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).setDevice(device_);
+    if (dist_) dist_->UseDevice(device_);
   }
   bucket_bytes_ = static_cast<int64_t>(run.Float("dist_bucket_mb") * (1 << 20));
   overlap_ = run.Bool("dist_overlap");

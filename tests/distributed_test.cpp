@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <optional>
+#include <regex>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -64,6 +65,21 @@ void KillAndReap(pid_t pid) {
 std::string Env(int rank, int port) {
   return absl::StrCat("env RANK=", rank, " WORLD_SIZE=2 LOCAL_RANK=", rank,
                       " MASTER_ADDR=127.0.0.1 MASTER_PORT=", port, " ");
+}
+
+// A config: the quickstart with the test plugins' directory and `plugin` loaded, then `extra`.
+fs::path QuickstartWithTestPlugin(const fs::path& dir, const std::string& plugin,
+                                  const std::string& extra) {
+  const fs::path config = dir / (plugin + ".toml");
+  kd::test::WriteText(
+      config,
+      "base = [\"" +
+          (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+          "\"]\nplugin_dirs = [\"" + (kd::test::BuildDir() / "tests" / "plugins").string() +
+          "\"]\nplugins = [\"fmnist_tasks\", \"transforms\", \"resnet\", \"mlic_heads\", "
+          "\"distillers\", \"" +
+          plugin + "\"]\n" + extra);
+  return config;
 }
 
 // The two ranks of a long run; waits until rank 0 has written a resumable state.
@@ -347,16 +363,10 @@ TEST_CASE("with run.sync_batchnorm, 2 processes x batch 16 reach the batch-norm 
 
 TEST_CASE("run.sync_batchnorm refuses torch's batch norm layers by name") {
   const fs::path dir = kd::test::ScratchDir("distributed_sync_bn_refused");
-  const fs::path config = dir / "torch_norm.toml";
-  kd::test::WriteText(
-      config,
-      "base = [\"" +
-          (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
-          "\"]\nplugin_dirs = [\"" + (kd::test::BuildDir() / "tests" / "plugins").string() +
-          "\"]\nplugins = [\"fmnist_tasks\", \"transforms\", \"resnet\", \"mlic_heads\", "
-          "\"distillers\", \"test_torch_norm\"]\n"
-          "[model.backbone]\ntype = \"test_torch_norm::TorchNormCNN\"\nin_channels = 1\n"
-          "channels = [8, 16, 32]\n");
+  const fs::path config = QuickstartWithTestPlugin(
+      dir, "test_torch_norm",
+      "[model.backbone]\ntype = \"test_torch_norm::TorchNormCNN\"\nin_channels = 1\n"
+      "channels = [8, 16, 32]\n");
   auto run = kd::test::RunCommand(
       kd::test::PythonPath() + " -m torch.distributed.run --standalone --nproc-per-node 2 " +
       "--no-python " + kd::test::KdhostPath().string() + " train " + config.string() +
@@ -370,4 +380,96 @@ TEST_CASE("run.sync_batchnorm refuses torch's batch norm layers by name") {
                                         "model.backbone.stage3.1") &&
                                Contains("build them with kd::nn::BatchNorm1d/2d/3d"));
   REQUIRE_FALSE(fs::exists(StageDir(dir / "run") / "state"));
+}
+
+TEST_CASE("every process keeps rank 0's batch-norm statistics: evaluation equals one process's") {
+  // The quickstart student with its 6 batch norms, per-process statistics (the default): the
+  // buffers are rank 0's after every step, so the ranks' evaluation batches (7 batches of 16
+  // dealt 4/3) are scored by the model that rank 0 exports.
+  const fs::path dir = kd::test::ScratchDir("distributed_bn_eval");
+  const std::string overrides =
+      "--set model.backbone.norm=batch --set data.train.num_samples=241 "
+      "--set data.val.num_samples=100 --set loader.eval_batch_size=16 --set train.max_epochs=1 "
+      "--set train.val_interval=1 --set loader.batch_size=16";
+  auto two = kd::test::RunCommand(kd::test::PythonPath() +
+                                  " -m torch.distributed.run --standalone --nproc-per-node 2"
+                                  " --no-python " +
+                                  kd::test::KdhostPath().string() +
+                                  StudentArgs(dir / "two", overrides) + " 2>&1");
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  auto exported = kd::host::LoadModelExport(StageDir(dir / "two") / "export" / "last.pt");
+  REQUIRE(exported.ok());
+  REQUIRE(exported->metrics.size() == 1);
+  // One process scores the exported model (best = last after one epoch).
+  auto eval = kd::test::RunCommand(
+      kd::test::KdhostPath().string() + " eval " +
+      (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+      " --stage student --set model.backbone.norm=batch --set data.val.num_samples=100 "
+      "--set loader.eval_batch_size=16 --set run.threads=1 --set loader.workers=1 "
+      "--set data.train.num_samples=241 --set train.max_epochs=1 --set loader.batch_size=16 "
+      "--set run.work_dir=" +
+      (dir / "two").string() + " 2>&1");
+  INFO(eval.output);
+  REQUIRE(eval.exit_code == 0);
+  std::smatch match;
+  REQUIRE(std::regex_search(eval.output, match, std::regex("mAP +([0-9.]+)")));
+  REQUIRE(std::stod(match[1].str()) == Approx(exported->metrics[0].value).margin(1e-4));
+}
+
+TEST_CASE(
+    "every process holds the same distiller state after each epoch or the run stops naming it") {
+  const fs::path dir = kd::test::ScratchDir("distributed_distiller_state");
+  const std::string torchrun = kd::test::PythonPath() +
+                               " -m torch.distributed.run --standalone --nproc-per-node 2"
+                               " --no-python " +
+                               kd::test::KdhostPath().string();
+  // Iterative LS-KD on the embedded scene graphs: the snapshot of the student (with its batch
+  // norms) taken at the end of epoch 1 teaches epoch 2. The ranks compare their model, distiller
+  // (snapshot included) and EMA tensors at the end of each epoch; they must agree.
+  auto lskd = kd::test::RunCommand(
+      torchrun + " train " +
+      (kd::test::SourceDir() / "configs" / "lskd" / "fmnist_motifs_predcls_iterative.toml")
+          .string() +
+      " --quiet --set run.threads=1 --set loader.workers=1 --set data.train.num_samples=64 "
+      "--set data.val.num_samples=16 --set loader.batch_size=8 --set train.max_epochs=2 "
+      "--set train.ema_decay=0.9 --set run.work_dir=" +
+      (dir / "lskd").string() + " 2>&1");
+  INFO(lskd.output);
+  REQUIRE(lskd.exit_code == 0);
+  auto state = kd::host::LoadTrainState(kd::test::StageDir(dir / "lskd", "main") / "state" /
+                                        "train_state.pt");
+  REQUIRE(state.ok());
+  // 64 samples in global batches of 16: 4 steps an epoch; the snapshot is the one of epoch 2.
+  REQUIRE(state->step == 8);
+  REQUIRE(state->world_size == 2);
+  REQUIRE(state->distiller.count("snapshot_epoch") == 1);
+  REQUIRE(state->distiller.at("snapshot_epoch").item<int64_t>() == 1);
+
+  // A distiller that adds up its own process's inputs in a buffer: both ranks stop at the end of
+  // the first epoch, naming it.
+  const fs::path config = QuickstartWithTestPlugin(
+      dir, "test_rank_state", "[stages.student.distiller]\ntype = \"test_rank_state::InputSum\"\n");
+  auto summed = kd::test::RunCommand(
+      torchrun + " train " + config.string() +
+      " --stage student --quiet --set data.train.num_samples=64 --set data.val.num_samples=16 "
+      "--set loader.batch_size=8 --set train.max_epochs=2 --set run.work_dir=" +
+      (dir / "input_sum").string() + " 2>&1");
+  INFO(summed.output);
+  REQUIRE(summed.exit_code != 0);
+  for (const char* rank : {"rank 0: error: ", "rank 1: error: "}) {
+    REQUIRE_THAT(summed.output,
+                 Contains(std::string(rank) + "stage 'student', end of epoch 1: the processes no "
+                                              "longer hold the same state: 1 tensor(s) of rank(s) "
+                                              "1 differ from rank 0's (distiller.input_sum)"));
+  }
+  // Turned off, the same run completes.
+  auto unchecked = kd::test::RunCommand(
+      torchrun + " train " + config.string() +
+      " --stage student --quiet --set data.train.num_samples=64 --set data.val.num_samples=16 "
+      "--set loader.batch_size=8 --set train.max_epochs=2 --set run.dist_check_state=false "
+      "--set run.work_dir=" +
+      (dir / "unchecked").string() + " 2>&1");
+  INFO(unchecked.output);
+  REQUIRE(unchecked.exit_code == 0);
 }

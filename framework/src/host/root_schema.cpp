@@ -22,6 +22,10 @@ Schema RunSchema() {
       .Bool("dist_overlap", true,
             "data-parallel runs: start a gradient bucket's all-reduce during the backward pass, "
             "as soon as its gradients are ready (off with sync_batchnorm)")
+      .Bool("dist_check_state", true,
+            "data-parallel runs: at the end of every epoch and of training the processes "
+            "compare fingerprints of the model's, the distiller's and the EMA's tensors, and "
+            "stop naming those that differ (state computed from one process's own samples)")
       .Bool("sync_batchnorm", false,
             "data-parallel runs: batch norm layers (kd::nn::BatchNorm) normalise with the "
             "statistics of the global batch, over all processes (torch's SyncBatchNorm)");
@@ -135,8 +139,9 @@ std::vector<ConfigSection> ConfigSections() {
 
 const std::vector<std::string>& HashNeutralKeys() {
   static const std::vector<std::string> keys = {
-      "run.work_dir", "loader.workers",     "loader.prefetch",    "train.log_interval",
-      "plugin_dirs",  "run.dist_timeout_s", "run.dist_bucket_mb", "run.dist_overlap"};
+      "run.work_dir",       "loader.workers",   "loader.prefetch",
+      "train.log_interval", "plugin_dirs",      "run.dist_timeout_s",
+      "run.dist_bucket_mb", "run.dist_overlap", "run.dist_check_state"};
   return keys;
 }
 

@@ -240,6 +240,7 @@ class Trainer {
   bool Agree(bool mine, const std::string& what);
   void SyncWeights();
   void SyncBuffers();
+  void CheckRanksAgree(const std::string& when);
   void ReseedRank();
   std::vector<MetricValue> EvaluateDistributed(const std::string& prefix);
   void RecordValues(std::vector<MetricValue>& values, const std::string& prefix);
@@ -272,7 +273,8 @@ class Trainer {
   Distributed* dist_ = nullptr;
   bool main_ = true;  // rank 0 (or the only process): the one that writes
   int64_t bucket_bytes_ = 25 << 20;
-  bool overlap_ = true;  // gradient all-reduce during the backward pass (run.dist_overlap)
+  bool overlap_ = true;      // gradient all-reduce during the backward pass (run.dist_overlap)
+  bool check_state_ = true;  // run.dist_check_state
   std::shared_ptr<RankBatchNormSync> bn_sync_;  // run.sync_batchnorm with several processes
   uint64_t seed_ = 0;
 
@@ -350,6 +352,7 @@ void Trainer::Setup(bool for_training) {
   }
   bucket_bytes_ = static_cast<int64_t>(run.Float("dist_bucket_mb") * (1 << 20));
   overlap_ = run.Bool("dist_overlap");
+  check_state_ = run.Bool("dist_check_state");
   if (run.Int("threads") > 0) torch::set_num_threads(static_cast<int>(run.Int("threads")));
   at::globalContext().setDeterministicAlgorithms(run.Bool("deterministic"), false);
   const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
@@ -702,8 +705,10 @@ void Trainer::SyncWeights() {
   dist_->Broadcast(tensors, "weight broadcast from rank 0");
 }
 
-// Rank 0's model buffers (batch-norm statistics) on every rank, before each step, as torch's
-// DistributedDataParallel does.
+// Rank 0's model buffers (batch-norm statistics) on every rank after each step. Torch's
+// DistributedDataParallel broadcasts them before each forward pass, which gives the steps the same
+// values; broadcasting after the step also leaves every rank with rank 0's buffers for what
+// follows a step: the EMA, the hooks, the distiller's epoch-end snapshot, evaluation.
 void Trainer::SyncBuffers() {
   if (!dist_) return;
   std::vector<torch::Tensor> buffers;
@@ -711,6 +716,106 @@ void Trainer::SyncBuffers() {
   if (buffers.empty()) return;
   torch::NoGradGuard no_grad;
   dist_->Broadcast(buffers, "buffer broadcast from rank 0");
+}
+
+namespace {
+
+// A tensor's fingerprint for comparing processes: the sum and the sum of squares of its values, in
+// double precision.
+std::pair<torch::Tensor, torch::Tensor> Moments(const torch::Tensor& tensor) {
+  const torch::Tensor values = tensor.detach().to(torch::kDouble);
+  return {values.sum(), values.square().sum()};
+}
+
+// Whether two fingerprints are those of the same tensor. Integer tensors must match exactly;
+// floating-point ones to a relative 1e-4 of their scale, so that the last-bit differences that
+// processes on different hardware accumulate (other vector units, other thread counts in a
+// reduction) pass, while state computed from other samples does not.
+bool SameMoments(double sum, double squares, double sum0, double squares0, int64_t numel,
+                 bool floating) {
+  if (!floating) return sum == sum0 && squares == squares0;
+  const double tolerance = 1e-4;
+  // |sum| <= sqrt(n * squares): the scale of the sum.
+  const double sum_scale = std::sqrt(static_cast<double>(numel) * std::max(squares, squares0));
+  return std::abs(sum - sum0) <= tolerance * sum_scale + 1e-30 &&
+         std::abs(squares - squares0) <= tolerance * std::max(squares, squares0) + 1e-30;
+}
+
+}  // namespace
+
+// Every rank holds the same model, distiller and EMA tensors: weights follow from the same
+// averaged gradients, buffers are broadcast after each step. A tensor that differs was computed
+// from one rank's own samples (a distiller's or a model's statistic), which a data-parallel run
+// cannot keep: every rank stops, naming it.
+void Trainer::CheckRanksAgree(const std::string& when) {
+  if (!dist_ || !check_state_) return;
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model_->named_parameters())
+    named.emplace_back("model." + item.key(), item.value());
+  for (const auto& item : model_->named_buffers())
+    named.emplace_back("model." + item.key(), item.value());
+  if (distiller_) {
+    for (const auto& item : distiller_->named_parameters()) {
+      named.emplace_back("distiller." + item.key(), item.value());
+    }
+    for (const auto& item : distiller_->named_buffers()) {
+      named.emplace_back("distiller." + item.key(), item.value());
+    }
+  }
+  // ema_ follows ModelTensors(): the model's parameters, then its buffers, as `named` begins.
+  for (size_t i = 0; i < ema_.size() && i < named.size(); ++i) {
+    named.emplace_back("ema of " + named[i].first, ema_[i]);
+  }
+  // Every rank's moments in its own row; the sum over ranks is every row.
+  const int64_t count = static_cast<int64_t>(named.size());
+  std::vector<torch::Tensor> table = {
+      torch::zeros({dist_->world_size(), count, 2}, torch::kDouble)};
+  {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> moments;
+    for (const auto& [name, tensor] : named) {
+      if (!tensor.defined() || tensor.numel() == 0) {
+        moments.push_back(torch::zeros({2}, torch::kDouble));
+        continue;
+      }
+      auto [sum, squares] = Moments(tensor);
+      moments.push_back(torch::stack({sum, squares}).cpu());
+    }
+    if (count > 0) table[0][dist_->rank()].copy_(torch::stack(moments));
+  }
+  dist_->AllReduceSum(table, "state check");
+  const auto all = table[0].accessor<double, 3>();
+  std::vector<std::string> differing;
+  std::vector<int> ranks;
+  for (int r = 1; r < dist_->world_size(); ++r) {
+    bool rank_differs = false;
+    for (int64_t i = 0; i < count; ++i) {
+      const torch::Tensor& tensor = named[static_cast<size_t>(i)].second;
+      const bool floating = !tensor.defined() || tensor.is_floating_point();
+      if (SameMoments(all[r][i][0], all[r][i][1], all[0][i][0], all[0][i][1],
+                      tensor.defined() ? tensor.numel() : 0, floating)) {
+        continue;
+      }
+      rank_differs = true;
+      const std::string& name = named[static_cast<size_t>(i)].first;
+      if (std::find(differing.begin(), differing.end(), name) == differing.end()) {
+        differing.push_back(name);
+      }
+    }
+    if (rank_differs) ranks.push_back(r);
+  }
+  if (differing.empty()) return;
+  const size_t shown = std::min<size_t>(differing.size(), 5);
+  throw Error(absl::FailedPreconditionError(absl::StrCat(
+      "stage '", stage_.name, "', ", when,
+      ": the processes no longer hold the same state: ", differing.size(), " tensor(s) of rank(s) ",
+      absl::StrJoin(ranks, ", "), " differ from rank 0's (",
+      absl::StrJoin(differing.begin(), differing.begin() + static_cast<std::ptrdiff_t>(shown),
+                    ", "),
+      differing.size() > shown ? ", ..." : "",
+      "). A distiller or model whose buffers hold state computed from its process's own samples "
+      "cannot train data-parallel: its buffers must depend only on what every process holds "
+      "alike (the weights, the step); run.dist_check_state = false skips this check")));
 }
 
 // Ranks other than 0 draw their own random numbers (dropout, random ops in the forward pass):
@@ -1069,7 +1174,6 @@ TrainOutcome Trainer::Run() {
         const bool first_micro = batch_in_epoch_ % accumulate_ == 0;
         if (first_micro) {
           ApplySchedule();
-          SyncBuffers();
           step_samples = 0;
         }
         // With several processes a rank's part of the last, short batch may be empty: it
@@ -1169,6 +1273,7 @@ TrainOutcome Trainer::Run() {
         if (step_ok) optimizer_->step();
         if (scaler_) scaler_->Update();
         optimizer_->zero_grad();
+        SyncBuffers();
         if (!ema_.empty()) UpdateEma();
         ++step_;
         ++window_steps;
@@ -1241,6 +1346,7 @@ TrainOutcome Trainer::Run() {
           for (auto& hook : hooks_) hook->OnEpochEnd(Info(), *model_);
           if (distiller_) distiller_->OnEpochEnd(Info(), *model_);
         });
+        if (!bench) CheckRanksAgree(absl::StrCat("end of epoch ", epoch_ + 1));
         ++epoch_;
         batch_in_epoch_ = 0;
         if (!bench && by_epoch_) {
@@ -1296,6 +1402,7 @@ TrainOutcome Trainer::Run() {
     outcome.completed = true;
     return outcome;
   }
+  if (batch_in_epoch_ != 0) CheckRanksAgree(absl::StrCat("end of training, step ", step_));
   if (last_metrics_.empty() && val_loader_) MaybeEvaluateAndExport(true);
   const bool ema = ExportsEma(last_metrics_);
   if (main_) {

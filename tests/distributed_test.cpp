@@ -473,3 +473,113 @@ TEST_CASE(
   INFO(unchecked.output);
   REQUIRE(unchecked.exit_code == 0);
 }
+
+namespace {
+
+// The largest difference between two exports' tensors; fails when their names or shapes differ.
+double LargestDifference(const fs::path& a_path, const fs::path& b_path) {
+  auto a = kd::host::LoadModelExport(a_path);
+  auto b = kd::host::LoadModelExport(b_path);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  REQUIRE(a->step == b->step);
+  REQUIRE(a->state.size() == b->state.size());
+  double largest = 0;
+  for (const auto& [name, tensor] : a->state) {
+    INFO(name);
+    REQUIRE(b->state.count(name) == 1);
+    REQUIRE(tensor.sizes() == b->state.at(name).sizes());
+    largest = std::max(largest, (tensor.to(torch::kDouble) - b->state.at(name).to(torch::kDouble))
+                                    .abs()
+                                    .max()
+                                    .item<double>());
+  }
+  return largest;
+}
+
+}  // namespace
+
+TEST_CASE("the PSD and RDD pipelines train data-parallel to the models of one process") {
+  const fs::path dir = kd::test::ScratchDir("distributed_methods");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  const std::string torchrun = kd::test::PythonPath() +
+                               " -m torch.distributed.run --standalone --nproc-per-node 2"
+                               " --no-python " +
+                               kdhost;
+  const std::string small =
+      " --quiet --set run.threads=1 --set loader.workers=1 --set data.train.num_samples=64"
+      " --set data.val.num_samples=32 --set train.max_epochs=1";
+
+  // PSD: the partitions, the 6 sub-task teachers and the student distilled from them, trained
+  // by 2 processes x 8 and by 1 x 16, without batch norm (whose per-process statistics differ).
+  // The recipe's losses sum over the batch, and it adds the processes' gradients
+  // (run.dist_grad_reduce = "sum").
+  const std::string psd = (kd::test::SourceDir() / "configs" / "psd" / "fmnist_psd.toml").string() +
+                          " --stage student_psd --set model.backbone.norm=none" + small;
+  auto psd_two = kd::test::RunCommand(
+      torchrun + " run " + psd +
+      " --set loader.batch_size=8 --set run.work_dir=" + (dir / "psd_two").string() + " 2>&1");
+  INFO(psd_two.output);
+  REQUIRE(psd_two.exit_code == 0);
+  auto psd_one = kd::test::RunCommand(
+      kdhost + " run " + psd +
+      " --set loader.batch_size=16 --set run.work_dir=" + (dir / "psd_one").string() + " 2>&1");
+  INFO(psd_one.output);
+  REQUIRE(psd_one.exit_code == 0);
+  for (const char* file : {"cgp.json", "dgp.json"}) {
+    auto two =
+        kd::host::ReadFile(kd::test::StageDir(dir / "psd_two", "partition") / "partition" / file);
+    auto one =
+        kd::host::ReadFile(kd::test::StageDir(dir / "psd_one", "partition") / "partition" / file);
+    REQUIRE(two.ok());
+    REQUIRE(one.ok());
+    REQUIRE(*two == *one);
+  }
+  for (const char* stage : {"teacher.cgp.0", "teacher.dgp.2", "student_psd"}) {
+    INFO(stage);
+    const double largest =
+        LargestDifference(kd::test::StageDir(dir / "psd_two", stage) / "export" / "last.pt",
+                          kd::test::StageDir(dir / "psd_one", stage) / "export" / "last.pt");
+    INFO("largest difference " << largest);
+    REQUIRE(largest < 1e-4);
+  }
+
+  // RDD: the teacher, then the student whose task loss TFE-RDD and TSE-RDD re-weight and mask by
+  // pixel difficulty (OHEM chunks of 4 images), over 2 epochs, with synchronised batch norm. The
+  // heads are FCN heads without dropout: dropout masks are drawn per process (DeepLabV3's ASPP
+  // has its own), so no data-parallel run reproduces one process's.
+  const fs::path rdd_config = dir / "rdd.toml";
+  std::string heads;
+  for (const std::string prefix : {"", "stages.teacher."}) {
+    heads += "[" + prefix +
+             "model.decode_head]\ntype = \"seg_heads::FCNHead\"\nout_key = \"logits\"\n"
+             "dropout = 0.0\n[" +
+             prefix + "model.aux_head]\ndropout = 0.0\n";
+  }
+  kd::test::WriteText(rdd_config,
+                      "base = [\"" +
+                          (kd::test::SourceDir() / "configs" / "rdd" / "fmnist_rdd.toml").string() +
+                          "\"]\n" + heads);
+  const std::string rdd = rdd_config.string() +
+                          " --stage student_rdd --set run.sync_batchnorm=true" + small +
+                          " --set stages.teacher.train.max_epochs=1 --set train.max_epochs=2";
+  auto rdd_two = kd::test::RunCommand(
+      torchrun + " run " + rdd +
+      " --set loader.batch_size=8 --set run.work_dir=" + (dir / "rdd_two").string() + " 2>&1");
+  INFO(rdd_two.output);
+  REQUIRE(rdd_two.exit_code == 0);
+  auto rdd_one = kd::test::RunCommand(
+      kdhost + " run " + rdd +
+      " --set loader.batch_size=16 --set run.work_dir=" + (dir / "rdd_one").string() + " 2>&1");
+  INFO(rdd_one.output);
+  REQUIRE(rdd_one.exit_code == 0);
+  for (const char* stage : {"teacher", "student_rdd"}) {
+    INFO(stage);
+    const double largest =
+        LargestDifference(kd::test::StageDir(dir / "rdd_two", stage) / "export" / "last.pt",
+                          kd::test::StageDir(dir / "rdd_one", stage) / "export" / "last.pt");
+    INFO("largest difference " << largest);
+    // The running variances (near 1) are sums over 8 x 64 x 64 pixels a channel, in float.
+    REQUIRE(largest < 1e-3);
+  }
+}

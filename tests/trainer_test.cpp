@@ -255,11 +255,8 @@ TEST_CASE("out of memory in a step names the step and the batch and says what to
                             Contains("Lower loader.batch_size and raise train.accumulate to keep "
                                      "the effective batch size (now 16)") &&
                             Contains("the last resumable state is kept in "));
-  fs::path state;
-  for (const auto& entry : fs::directory_iterator(dir / "runs")) {
-    state = entry.path() / "state" / "train_state.pt";
-  }
-  auto saved = kd::host::LoadTrainState(state);
+  auto saved = kd::host::LoadTrainState(kd::test::StageDir(dir / "runs", "main") / "state" /
+                                        "train_state.pt");
   REQUIRE(saved.ok());
   REQUIRE(saved->step == 4);
 }

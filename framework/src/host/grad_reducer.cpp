@@ -7,8 +7,8 @@
 namespace kd::host {
 
 GradientReducer::GradientReducer(Distributed& dist, std::vector<torch::Tensor> params,
-                                 int64_t bucket_bytes, bool overlap)
-    : dist_(dist), params_(std::move(params)), overlap_(overlap) {
+                                 int64_t bucket_bytes, bool overlap, bool sum)
+    : dist_(dist), params_(std::move(params)), overlap_(overlap), sum_(sum) {
   const size_t n = params_.size();
   bucket_of_.assign(n, 0);
   slot_of_.assign(n, 0);
@@ -49,7 +49,7 @@ GradientReducer::~GradientReducer() {
 void GradientReducer::Arm(int64_t local_samples) {
   if (!overlap_) return;
   armed_ = true;
-  scale_ = static_cast<double>(local_samples);
+  scale_ = sum_ ? 1.0 : static_cast<double>(local_samples);
   next_ = 0;
   overlapped_ = 0;
   std::fill(arrived_.begin(), arrived_.end(), 0);
@@ -89,7 +89,7 @@ void GradientReducer::Finish(int64_t local_samples) {
   const bool during_backward = armed_;
   armed_ = false;
   if (!during_backward) {
-    scale_ = static_cast<double>(local_samples);
+    scale_ = sum_ ? 1.0 : static_cast<double>(local_samples);
     next_ = 0;
     overlapped_ = 0;
     std::fill(arrived_.begin(), arrived_.end(), 0);
@@ -122,12 +122,14 @@ void GradientReducer::Finish(int64_t local_samples) {
   }
   const double* reduced = counts[0].data_ptr<double>();
   const double total = reduced[n];
+  const double divisor = sum_ ? 1.0 : total;
   for (size_t k = 0; k < n; ++k) {
     if (reduced[k] == 0 || total == 0) continue;
     const Bucket& bucket = buckets_[bucket_of_[k]];
     torch::Tensor& param = params_[k];
-    const torch::Tensor averaged =
-        bucket.flat.narrow(0, bucket.offsets[slot_of_[k]], param.numel()).view_as(param).div(total);
+    const torch::Tensor averaged = bucket.flat.narrow(0, bucket.offsets[slot_of_[k]], param.numel())
+                                       .view_as(param)
+                                       .div(divisor);
     if (param.grad().defined()) {
       param.mutable_grad().copy_(averaged);
     } else {

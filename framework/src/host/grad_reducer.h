@@ -1,8 +1,9 @@
 // The data-parallel gradient average: every rank's gradient weighted by its sample count, summed
 // over the ranks in buckets and divided by the total count, which is the gradient of the mean
-// loss over the union of the ranks' samples. With overlap (run.dist_overlap), as torch's
-// DistributedDataParallel does, a bucket's all-reduce starts during the backward pass as soon as
-// the last of its gradients is produced.
+// loss over the union of the ranks' samples; or, for losses that sum over the batch, the plain
+// sum of the ranks' gradients, the gradient of the sum over the union. With overlap
+// (run.dist_overlap), as torch's DistributedDataParallel does, a bucket's all-reduce starts during
+// the backward pass as soon as the last of its gradients is produced.
 #pragma once
 
 #include <torch/types.h>
@@ -19,9 +20,9 @@ class GradientReducer {
  public:
   // `params` in the same order on every rank. Buckets take the parameters in reverse order (the
   // order the backward pass produces their gradients), one dtype and device each, up to
-  // `bucket_bytes`.
+  // `bucket_bytes`. `sum`: add the ranks' gradients instead of averaging them.
   GradientReducer(Distributed& dist, std::vector<torch::Tensor> params, int64_t bucket_bytes,
-                  bool overlap);
+                  bool overlap, bool sum = false);
   ~GradientReducer();
   GradientReducer(const GradientReducer&) = delete;
   GradientReducer& operator=(const GradientReducer&) = delete;
@@ -53,6 +54,7 @@ class GradientReducer {
   Distributed& dist_;
   std::vector<torch::Tensor> params_;
   bool overlap_;
+  bool sum_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_, slot_of_;
   std::vector<unsigned> hook_ids_;

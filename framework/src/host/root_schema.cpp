@@ -22,6 +22,11 @@ Schema RunSchema() {
       .Bool("dist_overlap", true,
             "data-parallel runs: start a gradient bucket's all-reduce during the backward pass, "
             "as soon as its gradients are ready (off with sync_batchnorm)")
+      .Enum("dist_grad_reduce", {"mean", "sum"}, "mean",
+            "data-parallel runs: \"mean\" averages the processes' gradients weighted by their "
+            "samples, the gradient of a loss averaged over the global batch (torch's "
+            "DistributedDataParallel); \"sum\" adds them, the gradient of a loss summed over the "
+            "global batch (PSD's ASL and distance)")
       .Bool("dist_check_state", true,
             "data-parallel runs: at the end of every epoch and of training the processes "
             "compare fingerprints of the model's, the distiller's and the EMA's tensors, and "

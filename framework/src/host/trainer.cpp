@@ -146,16 +146,19 @@ int64_t BatchSize(const TensorDict& batch) {
 // weights the rank's gradient.
 class RankBatchNormSync : public nn::BatchNormSync {
  public:
-  explicit RankBatchNormSync(Distributed& dist) : dist_(dist) {}
+  // `sum`: the host adds the ranks' gradients (run.dist_grad_reduce = "sum"), so every rank's
+  // weight is 1.
+  RankBatchNormSync(Distributed& dist, bool sum) : dist_(dist), sum_(sum) {}
   void AllReduceSum(torch::Tensor& values) override {
     std::vector<torch::Tensor> tensors = {values};
     dist_.AllReduceSum(tensors, "synchronised batch norm");
   }
-  double LossWeight() const override { return samples_; }
+  double LossWeight() const override { return sum_ ? 1.0 : samples_; }
   void set_samples(int64_t samples) { samples_ = static_cast<double>(samples); }
 
  private:
   Distributed& dist_;
+  bool sum_;
   double samples_ = 0;
 };
 
@@ -275,6 +278,7 @@ class Trainer {
   int64_t bucket_bytes_ = 25 << 20;
   bool overlap_ = true;      // gradient all-reduce during the backward pass (run.dist_overlap)
   bool check_state_ = true;  // run.dist_check_state
+  bool grad_sum_ = false;    // run.dist_grad_reduce = "sum"
   std::shared_ptr<RankBatchNormSync> bn_sync_;  // run.sync_batchnorm with several processes
   uint64_t seed_ = 0;
 
@@ -353,6 +357,7 @@ void Trainer::Setup(bool for_training) {
   bucket_bytes_ = static_cast<int64_t>(run.Float("dist_bucket_mb") * (1 << 20));
   overlap_ = run.Bool("dist_overlap");
   check_state_ = run.Bool("dist_check_state");
+  grad_sum_ = run.String("dist_grad_reduce") == "sum";
   if (run.Int("threads") > 0) torch::set_num_threads(static_cast<int>(run.Int("threads")));
   at::globalContext().setDeterministicAlgorithms(run.Bool("deterministic"), false);
   const uint64_t seed = static_cast<uint64_t>(run.Int("seed"));
@@ -439,7 +444,7 @@ void Trainer::Setup(bool for_training) {
                             "); build them with kd::nn::BatchNorm1d/2d/3d (kd/batch_norm.h), or "
                             "set run.sync_batchnorm = false"));
     }
-    bn_sync_ = std::make_shared<RankBatchNormSync>(*dist_);
+    bn_sync_ = std::make_shared<RankBatchNormSync>(*dist_, grad_sum_);
   }
 
   const Options train = root_.Sub("train");
@@ -1129,7 +1134,7 @@ TrainOutcome Trainer::Run() {
       for (auto& p : group.params()) params.push_back(p);
     }
     reducer = std::make_unique<GradientReducer>(*dist_, std::move(params), bucket_bytes_,
-                                                overlap_ && bn_sync_ == nullptr);
+                                                overlap_ && bn_sync_ == nullptr, grad_sum_);
   }
   const int64_t target = bench ? std::min(total_steps_, options_.bench_steps) : total_steps_;
   const int64_t stop_at = options_.stop_after_steps > 0 ? options_.stop_after_steps : target;

@@ -472,6 +472,35 @@ TEST_CASE(
       (dir / "unchecked").string() + " 2>&1");
   INFO(unchecked.output);
   REQUIRE(unchecked.exit_code == 0);
+
+  // Summed over the processes with kd::dist::AllReduceSum, the state is every process's and
+  // passes the check: the sum over every training image of the 2 epochs, as one process with
+  // the global batch adds it up.
+  const std::string reduced_args =
+      " --stage student --quiet --set data.train.num_samples=64 --set data.val.num_samples=16 "
+      "--set train.max_epochs=2 --set stages.student.distiller.all_reduce=true --set "
+      "run.work_dir=";
+  auto reduced =
+      kd::test::RunCommand(torchrun + " train " + config.string() + reduced_args +
+                           (dir / "reduced").string() + " --set loader.batch_size=8" + " 2>&1");
+  INFO(reduced.output);
+  REQUIRE(reduced.exit_code == 0);
+  auto one = kd::test::RunCommand(kd::test::KdhostPath().string() + " train " + config.string() +
+                                  reduced_args + (dir / "one").string() +
+                                  " --set loader.batch_size=16 2>&1");
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  auto reduced_state = kd::host::LoadTrainState(kd::test::StageDir(dir / "reduced", "student") /
+                                                "state" / "train_state.pt");
+  auto one_state = kd::host::LoadTrainState(kd::test::StageDir(dir / "one", "student") / "state" /
+                                            "train_state.pt");
+  REQUIRE(reduced_state.ok());
+  REQUIRE(one_state.ok());
+  REQUIRE(reduced_state->distiller.at("processes").item<int64_t>() == 2);
+  REQUIRE(one_state->distiller.at("processes").item<int64_t>() == 1);
+  const double total = one_state->distiller.at("input_sum").item<double>();
+  REQUIRE(total > 0);
+  REQUIRE(reduced_state->distiller.at("input_sum").item<double>() == Approx(total).epsilon(1e-6));
 }
 
 namespace {

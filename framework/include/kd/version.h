@@ -3,5 +3,5 @@
 #pragma once
 
 #define KD_API_MAJOR 3
-#define KD_API_MINOR 1
+#define KD_API_MINOR 2
 #define KD_VERSION_STRING "0.1.0"

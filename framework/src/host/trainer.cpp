@@ -23,6 +23,7 @@
 #include "host/progress.h"
 #include "kd/batch_norm.h"
 #include "kd/dataset.h"
+#include "kd/dist.h"
 #include "kd/distiller.h"
 #include "kd/hook.h"
 #include "kd/loss.h"
@@ -162,6 +163,43 @@ class RankBatchNormSync : public nn::BatchNormSync {
   double samples_ = 0;
 };
 
+// kd::dist for the plugins of a data-parallel stage: the host's process group.
+class PluginCollectives : public dist::Backend {
+ public:
+  explicit PluginCollectives(Distributed& dist) : dist_(dist) {}
+  int rank() const override { return dist_.rank(); }
+  int world_size() const override { return dist_.world_size(); }
+  void AllReduceSum(torch::Tensor& tensor) override {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> tensors = {tensor};
+    dist_.AllReduceSum(tensors, "kd::dist::AllReduceSum (a plugin's)");
+  }
+  void Broadcast(torch::Tensor& tensor) override {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> tensors = {tensor};
+    dist_.Broadcast(tensors, "kd::dist::Broadcast (a plugin's)");
+  }
+
+ private:
+  Distributed& dist_;
+};
+
+// Installs PluginCollectives for a trainer's lifetime (its plugins are built and run within it).
+class PluginCollectivesScope {
+ public:
+  explicit PluginCollectivesScope(Distributed* dist) : installed_(dist != nullptr) {
+    if (dist != nullptr) dist::SetBackend(std::make_shared<PluginCollectives>(*dist));
+  }
+  ~PluginCollectivesScope() {
+    if (installed_) dist::SetBackend(nullptr);
+  }
+  PluginCollectivesScope(const PluginCollectivesScope&) = delete;
+  PluginCollectivesScope& operator=(const PluginCollectivesScope&) = delete;
+
+ private:
+  bool installed_;
+};
+
 // Installs a BatchNormSync for the lifetime of a training loop.
 class BatchNormSyncScope {
  public:
@@ -227,7 +265,8 @@ class Trainer {
         options_(options),
         root_(MakeOptions(stage.config, stage.config.get(), "")),
         dist_(options.dist),
-        main_(options.dist == nullptr || options.dist->is_main()) {}
+        main_(options.dist == nullptr || options.dist->is_main()),
+        plugin_collectives_(options.dist) {}
 
   TrainOutcome Run();
   std::vector<MetricValue> EvaluateFile(const fs::path& path);
@@ -274,7 +313,8 @@ class Trainer {
   TrainOptions options_;
   Options root_;
   Distributed* dist_ = nullptr;
-  bool main_ = true;  // rank 0 (or the only process): the one that writes
+  bool main_ = true;                           // rank 0 (or the only process): the one that writes
+  PluginCollectivesScope plugin_collectives_;  // kd::dist while the stage's plugins live
   int64_t bucket_bytes_ = 25 << 20;
   bool overlap_ = true;      // gradient all-reduce during the backward pass (run.dist_overlap)
   bool check_state_ = true;  // run.dist_check_state
@@ -819,8 +859,8 @@ void Trainer::CheckRanksAgree(const std::string& when) {
                     ", "),
       differing.size() > shown ? ", ..." : "",
       "). A distiller or model whose buffers hold state computed from its process's own samples "
-      "cannot train data-parallel: its buffers must depend only on what every process holds "
-      "alike (the weights, the step); run.dist_check_state = false skips this check")));
+      "must combine it over the processes (kd::dist::AllReduceSum, kd/dist.h) or keep it out of "
+      "its buffers; run.dist_check_state = false skips this check")));
 }
 
 // Ranks other than 0 draw their own random numbers (dropout, random ops in the forward pass):

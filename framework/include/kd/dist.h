@@ -4,10 +4,11 @@
 // the training set. In a run of one process they are the identity: rank 0 of 1.
 //
 // The collectives must be called by every process, the same number of times, in the same order,
-// with tensors of the same shape and type, from the training thread (a distiller's or a model's
-// Forward, and the TrainingObserver callbacks); never from a dataset, whose samples are read on
-// loader threads. Tensors on the CPU go through Gloo, on CUDA through NCCL. They carry no
-// gradient. Since kd API 3.2.
+// with tensors of the same shape and type, from the training thread: a distiller's Forward, a
+// model's Forward while training, the TrainingObserver callbacks. Never from a dataset, whose
+// samples are read on loader threads, nor from a model's or a metric's code during evaluation,
+// where the processes score different numbers of batches. Tensors on the CPU go through Gloo, on
+// CUDA through NCCL. They carry no gradient. Since kd API 3.2.
 #pragma once
 
 #include <torch/types.h>

@@ -257,15 +257,9 @@ TEST_CASE(
     try {
       const torch::Device gpu(torch::kCUDA, static_cast<c10::DeviceIndex>(r));
       c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).setDevice(gpu);
-      kd::host::LaunchEnv env;
-      env.rank = r;
-      env.world_size = ranks;
-      env.local_rank = r;
-      env.local_world_size = ranks;
-      env.master_port = port;
-      auto connected = kd::host::Distributed::Connect(env, std::chrono::seconds(60));
-      if (!connected.ok()) throw std::runtime_error(std::string(connected.status().message()));
-      kd::host::Distributed& dist = **connected;
+      const std::unique_ptr<kd::host::Distributed> connected =
+          kd::test::ConnectThreadRank(r, ranks, port);
+      kd::host::Distributed& dist = *connected;
       dist.UseDevice(gpu);
       // A sum and a broadcast of tensors just computed on the GPU: the waits must order the
       // reads after NCCL's stream.

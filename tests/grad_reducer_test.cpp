@@ -99,16 +99,10 @@ TEST_CASE("two ranks' reducers give the global batch's gradient: averaged or add
     for (int r = 0; r < 2; ++r) {
       threads.emplace_back([&, r] {
         try {
-          kd::host::LaunchEnv env;
-          env.rank = r;
-          env.world_size = 2;
-          env.local_rank = r;
-          env.local_world_size = 2;
-          env.master_port = port + (sum ? 1 : 0);
-          auto dist = kd::host::Distributed::Connect(env, std::chrono::seconds(30));
-          if (!dist.ok()) throw std::runtime_error(std::string(dist.status().message()));
+          const std::unique_ptr<kd::host::Distributed> dist =
+              kd::test::ConnectThreadRank(r, 2, port + (sum ? 1 : 0));
           Net& net = *nets[static_cast<size_t>(r)];
-          kd::host::GradientReducer reducer(**dist, net.parameters(), 16, /*overlap=*/true, sum);
+          kd::host::GradientReducer reducer(*dist, net.parameters(), 16, /*overlap=*/true, sum);
           const int64_t samples = count[static_cast<size_t>(r)];
           reducer.Arm(samples);
           loss(net, x.narrow(0, first[static_cast<size_t>(r)], samples)).backward();

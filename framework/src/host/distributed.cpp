@@ -156,38 +156,44 @@ void Distributed::Shutdown() {
   groups_->gloo->shutdown();
 }
 
+// The NCCL group, formed on first use (bound to `device` when given); throws when it cannot be.
+static c10d::Backend& Nccl(Distributed::Groups& groups, int rank, int size,
+                           std::chrono::milliseconds timeout,
+                           const std::optional<torch::Device>& device) {
+  if (!groups.nccl_tried) {
+    groups.nccl_tried = true;
+    try {
+      groups.nccl = MakeNcclBackend(c10::make_intrusive<c10d::PrefixStore>("nccl/", groups.store),
+                                    rank, size, timeout, device);
+    } catch (const std::exception& e) {
+      const std::string message = e.what();
+      throw Error(absl::UnavailableError(absl::StrCat(
+          "rank ", rank, " of ", size, ": the NCCL process group did not form",
+          device ? " on " + device->str() : std::string(), " (",
+          message.substr(0, message.find('\n')),
+          "). Run with NCCL_DEBUG=INFO to see why; with several network interfaces set "
+          "NCCL_SOCKET_IFNAME")));
+    }
+  }
+  if (!groups.nccl) {
+    throw Error(absl::FailedPreconditionError(
+        "distributed training on CUDA needs NCCL, and this kdhost was built without it"));
+  }
+  return *groups.nccl;
+}
+
 void Distributed::UseDevice(const torch::Device& device) {
   if (!device.is_cuda()) return;
-  if (groups_->nccl_device) {
-    if (*groups_->nccl_device == device) return;
+  if (groups_->nccl_device && *groups_->nccl_device != device) {
     throw Error(absl::FailedPreconditionError(absl::StrCat(
         "rank ", rank(), ": this stage trains on ", device.str(),
         " but an earlier stage of the run used ", groups_->nccl_device->str(),
         "; a process of a data-parallel run keeps one GPU: give every stage the same run.device "
         "(\"auto\" or \"cuda\" take the GPU of LOCAL_RANK)")));
   }
-  if (groups_->nccl_tried) {
-    // Formed at a first collective before any stage chose its device; it follows the tensors.
-    groups_->nccl_device = device;
-    return;
-  }
-  groups_->nccl_tried = true;
   groups_->nccl_device = device;
-  try {
-    groups_->nccl = MakeNcclBackend(c10::make_intrusive<c10d::PrefixStore>("nccl/", groups_->store),
-                                    rank(), world_size(), timeout_, device);
-  } catch (const std::exception& e) {
-    const std::string message = e.what();
-    throw Error(absl::UnavailableError(absl::StrCat(
-        "rank ", rank(), " of ", world_size(), ": the NCCL process group did not form on ",
-        device.str(), " (", message.substr(0, message.find('\n')),
-        "). Run with NCCL_DEBUG=INFO to see why; with several network interfaces set "
-        "NCCL_SOCKET_IFNAME")));
-  }
-  if (!groups_->nccl) {
-    throw Error(absl::FailedPreconditionError(
-        "distributed training on CUDA needs NCCL, and this kdhost was built without it"));
-  }
+  // Formed here, bound to the device, unless a collective on CUDA tensors formed it before.
+  Nccl(*groups_, rank(), world_size(), timeout_, device);
 }
 
 absl::StatusOr<std::unique_ptr<Distributed>> Distributed::Connect(
@@ -289,16 +295,7 @@ void Collective(int rank, std::chrono::milliseconds timeout, const std::string& 
 static c10d::Backend& BackendFor(Distributed::Groups& groups, const torch::Device& device, int rank,
                                  int size, std::chrono::milliseconds timeout) {
   if (!device.is_cuda()) return *groups.gloo;
-  if (!groups.nccl_tried) {
-    groups.nccl_tried = true;
-    groups.nccl = MakeNcclBackend(c10::make_intrusive<c10d::PrefixStore>("nccl/", groups.store),
-                                  rank, size, timeout, std::nullopt);
-  }
-  if (!groups.nccl) {
-    throw Error(absl::FailedPreconditionError(
-        "distributed training on CUDA needs NCCL, and this kdhost was built without it"));
-  }
-  return *groups.nccl;
+  return Nccl(groups, rank, size, timeout, std::nullopt);
 }
 
 void Distributed::Broadcast(std::vector<torch::Tensor>& tensors, const std::string& what) {

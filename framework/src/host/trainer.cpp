@@ -184,36 +184,23 @@ class PluginCollectives : public dist::Backend {
   Distributed& dist_;
 };
 
-// Installs PluginCollectives for a trainer's lifetime (its plugins are built and run within it).
-class PluginCollectivesScope {
+// Installs a process-wide object with `set` for a scope (nothing when it is null) and removes
+// it at the end: the host's kd::dist backend and batch-norm synchronisation.
+template <typename T>
+class ScopedInstall {
  public:
-  explicit PluginCollectivesScope(Distributed* dist) : installed_(dist != nullptr) {
-    if (dist != nullptr) dist::SetBackend(std::make_shared<PluginCollectives>(*dist));
+  ScopedInstall(std::shared_ptr<T> object, void (*set)(std::shared_ptr<T>))
+      : set_(object ? set : nullptr) {
+    if (set_ != nullptr) set_(std::move(object));
   }
-  ~PluginCollectivesScope() {
-    if (installed_) dist::SetBackend(nullptr);
+  ~ScopedInstall() {
+    if (set_ != nullptr) set_(nullptr);
   }
-  PluginCollectivesScope(const PluginCollectivesScope&) = delete;
-  PluginCollectivesScope& operator=(const PluginCollectivesScope&) = delete;
+  ScopedInstall(const ScopedInstall&) = delete;
+  ScopedInstall& operator=(const ScopedInstall&) = delete;
 
  private:
-  bool installed_;
-};
-
-// Installs a BatchNormSync for the lifetime of a training loop.
-class BatchNormSyncScope {
- public:
-  explicit BatchNormSyncScope(std::shared_ptr<RankBatchNormSync> sync) : sync_(std::move(sync)) {
-    if (sync_) nn::SetBatchNormSync(sync_);
-  }
-  ~BatchNormSyncScope() {
-    if (sync_) nn::SetBatchNormSync(nullptr);
-  }
-  BatchNormSyncScope(const BatchNormSyncScope&) = delete;
-  BatchNormSyncScope& operator=(const BatchNormSyncScope&) = delete;
-
- private:
-  std::shared_ptr<RankBatchNormSync> sync_;
+  void (*set_)(std::shared_ptr<T>);
 };
 
 // The modules under `root` whose batch statistics cannot be synchronised: torch's own batch norms.
@@ -266,7 +253,9 @@ class Trainer {
         root_(MakeOptions(stage.config, stage.config.get(), "")),
         dist_(options.dist),
         main_(options.dist == nullptr || options.dist->is_main()),
-        plugin_collectives_(options.dist) {}
+        plugin_collectives_(
+            options.dist ? std::make_shared<PluginCollectives>(*options.dist) : nullptr,
+            dist::SetBackend) {}
 
   TrainOutcome Run();
   std::vector<MetricValue> EvaluateFile(const fs::path& path);
@@ -282,6 +271,7 @@ class Trainer {
   bool Agree(bool mine, const std::string& what);
   void SyncWeights();
   void SyncBuffers();
+  std::vector<std::pair<std::string, torch::Tensor>> RankState() const;
   void CheckRanksAgree(const std::string& when);
   void ReseedRank();
   std::vector<MetricValue> EvaluateDistributed(const std::string& prefix);
@@ -313,8 +303,8 @@ class Trainer {
   TrainOptions options_;
   Options root_;
   Distributed* dist_ = nullptr;
-  bool main_ = true;                           // rank 0 (or the only process): the one that writes
-  PluginCollectivesScope plugin_collectives_;  // kd::dist while the stage's plugins live
+  bool main_ = true;  // rank 0 (or the only process): the one that writes
+  ScopedInstall<dist::Backend> plugin_collectives_;  // kd::dist while the stage's plugins live
   int64_t bucket_bytes_ = 25 << 20;
   bool overlap_ = true;      // gradient all-reduce during the backward pass (run.dist_overlap)
   bool check_state_ = true;  // run.dist_check_state
@@ -737,16 +727,37 @@ bool Trainer::Agree(bool mine, const std::string& what) {
   return dist_ ? dist_->Rank0Decides(mine, what) : mine;
 }
 
+// What every rank must hold alike, named: the model's parameters and buffers (in ModelTensors'
+// order), the distiller's, and the EMA of the model's.
+std::vector<std::pair<std::string, torch::Tensor>> Trainer::RankState() const {
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (const auto& item : model_->named_parameters()) {
+    named.emplace_back("model." + item.key(), item.value());
+  }
+  for (const auto& item : model_->named_buffers()) {
+    named.emplace_back("model." + item.key(), item.value());
+  }
+  const size_t model_tensors = named.size();
+  if (distiller_) {
+    for (const auto& item : distiller_->named_parameters()) {
+      named.emplace_back("distiller." + item.key(), item.value());
+    }
+    for (const auto& item : distiller_->named_buffers()) {
+      named.emplace_back("distiller." + item.key(), item.value());
+    }
+  }
+  for (size_t i = 0; i < ema_.size() && i < model_tensors; ++i) {
+    named.emplace_back("ema of " + named[i].first, ema_[i]);
+  }
+  return named;
+}
+
 // Rank 0's weights, buffers, distiller state and EMA on every rank.
 void Trainer::SyncWeights() {
   if (!dist_) return;
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> tensors = ModelTensors();
-  if (distiller_) {
-    for (const auto& item : distiller_->named_parameters()) tensors.push_back(item.value());
-    for (const auto& item : distiller_->named_buffers()) tensors.push_back(item.value());
-  }
-  tensors.insert(tensors.end(), ema_.begin(), ema_.end());
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, tensor] : RankState()) tensors.push_back(tensor);
   dist_->Broadcast(tensors, "weight broadcast from rank 0");
 }
 
@@ -794,23 +805,7 @@ bool SameMoments(double sum, double squares, double sum0, double squares0, int64
 // cannot keep: every rank stops, naming it.
 void Trainer::CheckRanksAgree(const std::string& when) {
   if (!dist_ || !check_state_) return;
-  std::vector<std::pair<std::string, torch::Tensor>> named;
-  for (const auto& item : model_->named_parameters())
-    named.emplace_back("model." + item.key(), item.value());
-  for (const auto& item : model_->named_buffers())
-    named.emplace_back("model." + item.key(), item.value());
-  if (distiller_) {
-    for (const auto& item : distiller_->named_parameters()) {
-      named.emplace_back("distiller." + item.key(), item.value());
-    }
-    for (const auto& item : distiller_->named_buffers()) {
-      named.emplace_back("distiller." + item.key(), item.value());
-    }
-  }
-  // ema_ follows ModelTensors(): the model's parameters, then its buffers, as `named` begins.
-  for (size_t i = 0; i < ema_.size() && i < named.size(); ++i) {
-    named.emplace_back("ema of " + named[i].first, ema_[i]);
-  }
+  const std::vector<std::pair<std::string, torch::Tensor>> named = RankState();
   // Every rank's moments in its own row; the sum over ranks is every row.
   const int64_t count = static_cast<int64_t>(named.size());
   std::vector<torch::Tensor> table = {
@@ -1164,7 +1159,7 @@ TrainOutcome Trainer::Run() {
   for (auto& hook : hooks_) Guarded("hook", [&] { hook->OnTrainStart(Info(), *model_); });
   if (distiller_) Guarded("distiller", [&] { distiller_->OnTrainStart(Info(), *model_); });
 
-  const BatchNormSyncScope bn_sync_scope(bn_sync_);
+  const ScopedInstall<nn::BatchNormSync> bn_sync_scope(bn_sync_, nn::SetBatchNormSync);
   // Synchronised batch norm all-reduces inside the backward pass too; gradient buckets started
   // from the backward pass could then reach the ranks' process group in different orders.
   std::unique_ptr<GradientReducer> reducer;

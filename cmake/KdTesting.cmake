@@ -25,7 +25,9 @@ function(kd_add_test name)
   # catch_discover_tests writes its PROPERTIES unquoted, so a list of labels would split into
   # separate words. The labels are set by a second script that ctest includes after the discovered
   # tests, on the list of their names catch_discover_tests leaves in <name>_TESTS.
-  catch_discover_tests(${name} WORKING_DIRECTORY "${CMAKE_BINARY_DIR}")
+  # --warn NoTests: an entry whose filter matches no test case (a name CMake split at a ';', a
+  # renamed test) fails instead of passing without running anything.
+  catch_discover_tests(${name} WORKING_DIRECTORY "${CMAKE_BINARY_DIR}" EXTRA_ARGS --warn NoTests)
   set(labels_script "${CMAKE_CURRENT_BINARY_DIR}/${name}_labels.cmake")
   file(WRITE "${labels_script}"
        "set_tests_properties(\${${name}_TESTS} PROPERTIES LABELS \"unit;${ARG_LABELS}\")\n")

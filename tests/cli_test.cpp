@@ -351,7 +351,7 @@ TEST_CASE("a bad ablation grid is refused before anything runs") {
   check("distiller", "expected key=value1,value2,...");
 }
 
-TEST_CASE("LS-KD trains scene-graph models with both self-KD modes; the LSD head is not exported") {
+TEST_CASE("LS-KD trains scene-graph models with both self-KD modes and the LSD head is not exported") {
   const fs::path dir = kd::test::ScratchDir("cli_lskd");
   const std::string config =
       (kd::test::SourceDir() / "configs" / "lskd" / "fmnist_lskd.toml").string();

@@ -209,7 +209,7 @@ TEST_CASE(
   REQUIRE(summaries == 1);
 }
 
-TEST_CASE("a killed rank stops the job with a clear error; one process resumes its checkpoint") {
+TEST_CASE("a killed rank stops the job with a clear error and one process resumes its checkpoint") {
   const fs::path dir = kd::test::ScratchDir("distributed_killed");
   auto [rank0, rank1] = StartLongRun(dir, Port(1));
   const auto killed_at = Clock::now();

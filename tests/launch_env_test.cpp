@@ -51,7 +51,7 @@ TEST_CASE("torchrun's variables: ranks, the agent's store and the restart count"
   REQUIRE(env->launcher == "torchrun");
 }
 
-TEST_CASE("plain variables: rank 0 serves the store; LOCAL_RANK defaults to RANK") {
+TEST_CASE("plain variables: rank 0 serves the store and LOCAL_RANK defaults to RANK") {
   auto env = Read("auto", {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}});
   REQUIRE(env.ok());
   REQUIRE(env->local_rank == 1);

@@ -168,7 +168,7 @@ TEST_CASE("LabelTransformer is deterministic: eval outputs repeat, train outputs
                      second->Forward({{"image", image}}).at("logits")));
 }
 
-TEST_CASE("Without a positional encoding the head ignores where image tokens are; sine does not") {
+TEST_CASE("Without a positional encoding the head ignores where image tokens are and with sine it does not") {
   // The encoder is permutation-equivariant over its tokens, so without positions the label
   // tokens' outputs are the same for a feature map and its mirror image.
   const torch::Tensor map = torch::randn({2, 16, 5, 6});

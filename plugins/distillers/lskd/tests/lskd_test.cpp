@@ -245,7 +245,7 @@ TEST_CASE("the distiller's alpha_pos, alpha_neg, tau and soften reach the soft l
               torch::tensor({0.0f, 1.0f, 0.0f, 0.9f, 0.05f, 0.05f}).reshape({2, 3})));
 }
 
-TEST_CASE("loss.lskd is the soft-target cross-entropy averaged over pairs; SGCls adds loss.obj") {
+TEST_CASE("loss.lskd is the soft-target cross-entropy averaged over pairs and SGCls adds loss.obj") {
   // Synchronous "self", α = 0.5, τ = 1.
   // Pair 0, y = 1, z = [0, ln 2, 0]: softmax(z) = [0.25, 0.5, 0.25]; foreground LSD over (on, has)
   //   = [0, 2/3, 1/3]; ỹ = 0.5·[0, 1, 0] + 0.5·[0, 2/3, 1/3] = [0, 5/6, 1/6].

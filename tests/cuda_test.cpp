@@ -25,7 +25,7 @@
 #include "kd/batch_norm.h"
 #include "kd/model.h"
 #include "reducer_net.h"
-#include "roi_align.h"
+#include "roi_align/roi_align.h"
 #include "test_components.h"
 #include "test_support.h"
 
@@ -139,14 +139,14 @@ TEST_CASE("ROIAlign on CUDA equals the CPU's, forward and backward") {
                                             1.0f, 10.0f, 10.0f, 10.5f, 10.5f})
                                  .view({3, 5});
   for (int64_t sampling : {0, 2}) {
-    sgg_heads::RoiAlignOptions o;
+    roi_align::RoiAlignOptions o;
     o.output_size = 3;
     o.spatial_scale = 0.25;
     o.sampling_ratio = sampling;
     torch::Tensor cpu_in = features.clone().requires_grad_(true);
     torch::Tensor gpu_in = features.to(torch::kCUDA).requires_grad_(true);
-    const torch::Tensor cpu = sgg_heads::RoiAlign(cpu_in, rois, o);
-    const torch::Tensor gpu = sgg_heads::RoiAlign(gpu_in, rois.to(torch::kCUDA), o);
+    const torch::Tensor cpu = roi_align::RoiAlign(cpu_in, rois, o);
+    const torch::Tensor gpu = roi_align::RoiAlign(gpu_in, rois.to(torch::kCUDA), o);
     REQUIRE(torch::allclose(cpu, gpu.cpu(), 1e-5, 1e-6));
     (cpu * cpu).sum().backward();
     (gpu * gpu).sum().backward();

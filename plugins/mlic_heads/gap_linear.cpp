@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
-#include "head_inputs.h"
+#include "head_inputs/head_inputs.h"
 #include "kd/model.h"
 #include "kd/registry.h"
 
@@ -27,9 +27,9 @@ struct GapLinearOptions {
 // Resolves the input feature against the backbone the head is built on (the BuildContext's).
 GapLinearOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx) {
   GapLinearOptions o;
-  o.num_classes = ResolveNumClasses(options, ctx);
+  o.num_classes = head_inputs::ResolveNumClasses(options, ctx);
   o.dropout = options.Float("dropout");
-  const HeadInput input = ResolveHeadInput(options, ctx, "GapLinear");
+  const head_inputs::HeadInput input = head_inputs::ResolveHeadInput(options, ctx, "GapLinear");
   o.in_feature = input.feature;
   o.in_channels = input.channels;
   return o;

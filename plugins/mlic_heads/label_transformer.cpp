@@ -27,7 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "components.h"
-#include "head_inputs.h"
+#include "head_inputs/head_inputs.h"
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -83,8 +83,9 @@ torch::Tensor ReadWordVectors(const kd::Options& options, int64_t num_classes) {
 
 LabelTransformerOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx) {
   LabelTransformerOptions o;
-  o.num_classes = ResolveNumClasses(options, ctx);
-  const HeadInput input = ResolveHeadInput(options, ctx, "LabelTransformer");
+  o.num_classes = head_inputs::ResolveNumClasses(options, ctx);
+  const head_inputs::HeadInput input =
+      head_inputs::ResolveHeadInput(options, ctx, "LabelTransformer");
   o.in_feature = input.feature;
   o.in_channels = input.channels;
   o.hidden_dim = options.Int("hidden_dim");

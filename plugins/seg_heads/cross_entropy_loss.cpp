@@ -11,7 +11,7 @@
 #include "components.h"
 #include "kd/loss.h"
 #include "kd/registry.h"
-#include "seg_losses.h"
+#include "seg_losses/seg_losses.h"
 
 namespace seg_heads {
 namespace {
@@ -51,14 +51,15 @@ class CrossEntropy : public kd::Loss {
   // and the check costs a device synchronisation.
   torch::Tensor Term(const torch::Tensor& logits, const torch::Tensor& target,
                      bool check_labels) const {
-    const torch::Tensor up = Upsample(logits, target.size(-2), target.size(-1));
-    if (check_labels) CheckLabels(up, target, o_.ignore_index, "seg_heads::CrossEntropy");
+    const torch::Tensor up = seg_losses::Upsample(logits, target.size(-2), target.size(-1));
+    if (check_labels)
+      seg_losses::CheckLabels(up, target, o_.ignore_index, "seg_heads::CrossEntropy");
     torch::Tensor selected;
     if (o_.ohem) {
-      selected = HardPixels(up, target, o_.ignore_index, o_.ohem_thresh, o_.ohem_min_kept,
-                            o_.ohem_chunk_images);
+      selected = seg_losses::HardPixels(up, target, o_.ignore_index, o_.ohem_thresh,
+                                        o_.ohem_min_kept, o_.ohem_chunk_images);
     }
-    return MeanCrossEntropy(up, target, o_.class_weights, o_.ignore_index, selected);
+    return seg_losses::MeanCrossEntropy(up, target, o_.class_weights, o_.ignore_index, selected);
   }
 
   CrossEntropyOptions o_;

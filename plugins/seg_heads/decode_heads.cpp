@@ -9,7 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "components.h"
-#include "head_inputs.h"
+#include "head_inputs/head_inputs.h"
 #include "kd/batch_norm.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -54,10 +54,10 @@ struct HeadOptions {
 HeadOptions ReadHeadOptions(const kd::Options& options, const kd::BuildContext& ctx,
                             const char* head, const char* sizes_key) {
   HeadOptions o;
-  const mlic_heads::HeadInput input = mlic_heads::ResolveHeadInput(options, ctx, head);
+  const head_inputs::HeadInput input = head_inputs::ResolveHeadInput(options, ctx, head);
   o.in_feature = input.feature;
   o.in_channels = input.channels;
-  o.num_classes = mlic_heads::ResolveNumClasses(options, ctx);
+  o.num_classes = head_inputs::ResolveNumClasses(options, ctx);
   o.channels = options.Int("channels");
   o.dropout = options.Float("dropout");
   o.out_key = options.String("out_key");

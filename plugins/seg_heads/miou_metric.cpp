@@ -13,7 +13,7 @@
 #include "kd/metric.h"
 #include "kd/registry.h"
 #include "miou.h"
-#include "seg_losses.h"
+#include "seg_losses/seg_losses.h"
 
 namespace seg_heads {
 
@@ -96,8 +96,8 @@ class Miou : public kd::Metric {
           "seg_heads::mIoU: expected '", o_.logits_key, "' of shape [B, ", o_.num_classes,
           ", h, w], got ", c10::str(logits.sizes()), "; set num_classes to the head's")));
     }
-    const torch::Tensor up = Upsample(logits, target.size(-2), target.size(-1));
-    CheckLabels(up, target, o_.ignore_index, "seg_heads::mIoU");
+    const torch::Tensor up = seg_losses::Upsample(logits, target.size(-2), target.size(-1));
+    seg_losses::CheckLabels(up, target, o_.ignore_index, "seg_heads::mIoU");
     AddToConfusion(confusion_, up.argmax(1), target, o_.ignore_index);
   }
 

@@ -23,8 +23,8 @@
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
-#include "roi_align.h"
-#include "scene_graph.h"
+#include "roi_align/roi_align.h"
+#include "scene_graph/scene_graph.h"
 
 namespace sgg_heads {
 namespace {
@@ -38,7 +38,7 @@ struct ModelOptions {
   std::string predictor;
   int64_t num_classes = 0;
   int64_t num_predicates = 0;  // foreground predicates P; logits have P + 1
-  RoiAlignOptions roi;
+  roi_align::RoiAlignOptions roi;
   int64_t obj_dim = 0;
   int64_t embed_dim = 0;
   int64_t context_dim = 0;
@@ -272,9 +272,10 @@ class SceneGraphModel : public kd::Model {
       torch::AutoGradMode grad_mode(torch::GradMode::is_enabled() && !o_.freeze_backbone);
       features = backbone_->Forward(image).at(o_.feature);
     }
-    RoiAlignOptions roi = o_.roi;
+    roi_align::RoiAlignOptions roi = o_.roi;
     roi.spatial_scale = static_cast<double>(features.size(2)) / static_cast<double>(image.size(2));
-    const torch::Tensor obj_feat = obj_fc_->forward(RoiAlign(features, rois, roi).flatten(1));
+    const torch::Tensor obj_feat =
+        obj_fc_->forward(roi_align::RoiAlign(features, rois, roi).flatten(1));
     const torch::Tensor pos = pos_fc_->forward(BoxGeometry(rois, batch, image));
 
     // Object labels: given (PredCls) or predicted (SGCls).
@@ -335,7 +336,8 @@ class SceneGraphModel : public kd::Model {
           {s_box.narrow(1, 0, 1), torch::min(s_box.narrow(1, 1, 2), o_box.narrow(1, 1, 2)),
            torch::max(s_box.narrow(1, 3, 2), o_box.narrow(1, 3, 2))},
           1);
-      rel_feat = rel_feat * union_fc_->forward(RoiAlign(features, union_rois, roi).flatten(1));
+      rel_feat =
+          rel_feat * union_fc_->forward(roi_align::RoiAlign(features, union_rois, roi).flatten(1));
     }
     torch::Tensor rel_logits = rel_classifier_->forward(rel_feat);
     if (o_.freq_bias) {

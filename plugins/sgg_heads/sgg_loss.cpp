@@ -8,7 +8,7 @@
 #include "components.h"
 #include "kd/loss.h"
 #include "kd/registry.h"
-#include "sgg_losses.h"
+#include "sgg_losses/sgg_losses.h"
 
 namespace sgg_heads {
 namespace {
@@ -20,9 +20,9 @@ class SggLoss : public kd::Loss {
         object_weight_(options.Float("object_weight")) {}
 
   kd::TensorDict Forward(const kd::TensorDict& outputs, const kd::TensorDict& batch) override {
-    kd::TensorDict terms{{"loss.rel", relation_weight_ * RelationLoss(outputs)}};
+    kd::TensorDict terms{{"loss.rel", relation_weight_ * sgg_losses::RelationLoss(outputs)}};
     if (outputs.contains("obj_logits") && object_weight_ > 0) {
-      terms.Set("loss.obj", object_weight_ * ObjectLoss(outputs, batch));
+      terms.Set("loss.obj", object_weight_ * sgg_losses::ObjectLoss(outputs, batch));
     }
     return terms;
   }

@@ -29,7 +29,7 @@
 #include "kd/error.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
-#include "scene_graph.h"
+#include "scene_graph/scene_graph.h"
 
 namespace sgg_heads {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstdint>
 
 #include "fuzz_util.h"
-#include "image_io.h"
+#include "image_io/image_io.h"
 #include "kd/error.h"
 #include "kd/rng.h"
 #include "segmentation_images.h"

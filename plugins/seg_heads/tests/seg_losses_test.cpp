@@ -7,7 +7,7 @@
 
 #include "kd/error.h"
 #include "miou.h"
-#include "seg_losses.h"
+#include "seg_losses/seg_losses.h"
 
 namespace {
 
@@ -33,33 +33,33 @@ TEST_CASE("the segmentation cross-entropy averages over labelled pixels with tor
   // Pixel 1: p = 1/2, labelled 0: CE = ln 2 = 0.6931472.  Pixel 2: ignored.
   const torch::Tensor logits = TwoClassLogits({0.75, 0.5, 0.9});
   const torch::Tensor target = Labels({1, 0, kIgnore});
-  const torch::Tensor per_pixel = seg_heads::PixelCrossEntropy(logits, target, kIgnore);
+  const torch::Tensor per_pixel = seg_losses::PixelCrossEntropy(logits, target, kIgnore);
   CHECK(per_pixel[0][0][0].item<double>() == Approx(0.2876821));
   CHECK(per_pixel[0][0][1].item<double>() == Approx(0.6931472));
   CHECK(per_pixel[0][0][2].item<double>() == 0.0);
   // Unweighted: (0.2876821 + 0.6931472) / 2.
-  CHECK(seg_heads::MeanCrossEntropy(logits, target, {}, kIgnore).item<double>() ==
+  CHECK(seg_losses::MeanCrossEntropy(logits, target, {}, kIgnore).item<double>() ==
         Approx(0.4904146));
   // Class weights [2, 1]: (1 * 0.2876821 + 2 * 0.6931472) / (1 + 2).
-  CHECK(seg_heads::MeanCrossEntropy(logits, target, torch::tensor({2.0, 1.0}), kIgnore)
+  CHECK(seg_losses::MeanCrossEntropy(logits, target, torch::tensor({2.0, 1.0}), kIgnore)
             .item<double>() == Approx(0.5579922));
   // Only pixel 1 selected.
   const torch::Tensor selected = torch::tensor({false, true, true}).reshape({1, 1, 3});
-  CHECK(seg_heads::MeanCrossEntropy(logits, target, {}, kIgnore, selected).item<double>() ==
+  CHECK(seg_losses::MeanCrossEntropy(logits, target, {}, kIgnore, selected).item<double>() ==
         Approx(0.6931472));
 }
 
 TEST_CASE("an empty selection gives a loss of exactly 0 that still backpropagates") {
   const torch::Tensor logits = TwoClassLogits({0.75, 0.5}).requires_grad_(true);
   const torch::Tensor none = torch::zeros({1, 1, 2}, torch::kBool);
-  const torch::Tensor loss = seg_heads::MeanCrossEntropy(logits, Labels({1, 0}), {}, kIgnore, none);
+  const torch::Tensor loss =
+      seg_losses::MeanCrossEntropy(logits, Labels({1, 0}), {}, kIgnore, none);
   CHECK(loss.item<double>() == 0.0);
   loss.backward();
   CHECK(logits.grad().abs().sum().item<double>() == 0.0);
   // All pixels ignored: also 0, not NaN.
-  CHECK(
-      seg_heads::MeanCrossEntropy(logits, Labels({kIgnore, kIgnore}), {}, kIgnore).item<double>() ==
-      0.0);
+  CHECK(seg_losses::MeanCrossEntropy(logits, Labels({kIgnore, kIgnore}), {}, kIgnore)
+            .item<double>() == 0.0);
 }
 
 TEST_CASE("hard pixels: probability of the labelled class <= max(thresh, k-th smallest)") {
@@ -67,7 +67,7 @@ TEST_CASE("hard pixels: probability of the labelled class <= max(thresh, k-th sm
   const torch::Tensor logits = TwoClassLogits({0.9, 0.6, 0.8, 0.95, 0.3});
   const torch::Tensor target = Labels({1, 1, 1, 1, kIgnore});
   auto hard = [&](double thresh, int64_t min_kept) {
-    const torch::Tensor h = seg_heads::HardPixels(logits, target, kIgnore, thresh, min_kept, 4);
+    const torch::Tensor h = seg_losses::HardPixels(logits, target, kIgnore, thresh, min_kept, 4);
     std::vector<bool> out;
     for (int64_t i = 0; i < 5; ++i) out.push_back(h[0][0][i].item<bool>());
     return out;
@@ -89,11 +89,11 @@ TEST_CASE("hard pixels are thresholded per chunk of images") {
       torch::cat({TwoClassLogits({0.9, 0.95}), TwoClassLogits({0.75, 0.8})}, 0);
   const torch::Tensor target = torch::ones({2, 1, 2}, torch::kLong);
   // One chunk of both images: the smallest is 0.75, so only that pixel is hard.
-  const torch::Tensor together = seg_heads::HardPixels(logits, target, kIgnore, 0.7, 1, 2);
+  const torch::Tensor together = seg_losses::HardPixels(logits, target, kIgnore, 0.7, 1, 2);
   CHECK(together.sum().item<int64_t>() == 1);
   CHECK(together[1][0][0].item<bool>());
   // Chunks of one image: each image's own smallest, 0.9 and 0.75.
-  const torch::Tensor apart = seg_heads::HardPixels(logits, target, kIgnore, 0.7, 1, 1);
+  const torch::Tensor apart = seg_losses::HardPixels(logits, target, kIgnore, 0.7, 1, 1);
   CHECK(apart.sum().item<int64_t>() == 2);
   CHECK(apart[0][0][0].item<bool>());
   CHECK(apart[1][0][0].item<bool>());
@@ -101,9 +101,9 @@ TEST_CASE("hard pixels are thresholded per chunk of images") {
 
 TEST_CASE("labels outside the classes are reported with the value and the fix") {
   const torch::Tensor logits = TwoClassLogits({0.5, 0.5});
-  CHECK_THROWS_WITH(seg_heads::CheckLabels(logits, Labels({0, 7}), kIgnore, "test"),
+  CHECK_THROWS_WITH(seg_losses::CheckLabels(logits, Labels({0, 7}), kIgnore, "test"),
                     Catch::Contains("labelled 7") && Catch::Contains("num_classes"));
-  CHECK_THROWS_WITH(seg_heads::CheckLabels(logits, Labels({0}), kIgnore, "test"),
+  CHECK_THROWS_WITH(seg_losses::CheckLabels(logits, Labels({0}), kIgnore, "test"),
                     Catch::Contains("do not describe the same pixels"));
 }
 

@@ -14,7 +14,7 @@
 #include "kd/error.h"
 #include "kd/loss.h"
 #include "kd/model.h"
-#include "sgg_losses.h"
+#include "sgg_losses/sgg_losses.h"
 #include "test_support.h"
 
 namespace {
@@ -246,9 +246,9 @@ TEST_CASE("soft-target cross-entropy by hand", "[sgg]") {
   const torch::Tensor logits =
       torch::tensor({0.0f, static_cast<float>(std::log(3.0))}).view({1, 2});
   const torch::Tensor target = torch::tensor({0.5f, 0.5f}).view({1, 2});
-  CHECK(sgg_heads::SoftTargetCrossEntropy(logits, target).item<float>() ==
+  CHECK(sgg_losses::SoftTargetCrossEntropy(logits, target).item<float>() ==
         Approx(-(std::log(0.25) + std::log(0.75)) / 2));
-  CHECK_THROWS_WITH(sgg_heads::SoftTargetCrossEntropy(logits, torch::zeros({1, 3})),
+  CHECK_THROWS_WITH(sgg_losses::SoftTargetCrossEntropy(logits, torch::zeros({1, 3})),
                     Catch::Contains("must both be [R, P + 1]"));
 }
 

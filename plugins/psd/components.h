@@ -1,0 +1,12 @@
+// Registration functions of the psd plugin's components, one per source file.
+#pragma once
+
+#include "kd/registry.h"
+
+namespace psd {
+
+void RegisterPartitioners(kd::Registrar& registrar);
+void RegisterGroupLabels(kd::Registrar& registrar);
+void RegisterDistiller(kd::Registrar& registrar);
+
+}  // namespace psd

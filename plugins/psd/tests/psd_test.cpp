@@ -1,0 +1,194 @@
+// PSD: label statistics, the CGP/DGP affinities, the spectral partition, partition files, and the
+// student objective's pieces, against hand-computed values and planted structure.
+#include <catch2/catch.hpp>
+
+#include <torch/torch.h>
+
+#include "graph_partition.h"
+#include "kd/partitioner.h"
+#include "kd/rng.h"
+#include "psd_loss.h"
+#include "test_support.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+// Four images, three labels:
+//   img0: 1 1 0   img1: 1 0 1   img2: 1 1 1   img3: 0 1 0
+torch::Tensor SmallLabels() {
+  return torch::tensor({1.f, 1.f, 0.f, 1.f, 0.f, 1.f, 1.f, 1.f, 1.f, 0.f, 1.f, 0.f}).view({4, 3});
+}
+
+// `blocks` groups of `size` labels; each image draws one block and 1..size of its labels, so labels
+// co-occur only inside their block. Block b holds labels {b, b + blocks, b + 2·blocks, ...}, so
+// that no group is a run of consecutive ids.
+torch::Tensor PlantedLabels(int64_t blocks, int64_t size, int64_t images, uint64_t seed) {
+  torch::Tensor labels = torch::zeros({images, blocks * size});
+  kd::Rng rng(seed);
+  for (int64_t i = 0; i < images; ++i) {
+    const int64_t block = rng.UniformInt(0, blocks - 1);
+    const int64_t count = rng.UniformInt(1, size);
+    for (int64_t c = 0; c < count; ++c) {
+      labels[i][block + blocks * rng.UniformInt(0, size - 1)] = 1.0;
+    }
+  }
+  return labels;
+}
+
+// Mean affinity S (γ = 1) between labels of the same group.
+double WithinGroupAffinity(const kd::LabelPartition& partition, const torch::Tensor& labels) {
+  const torch::Tensor s =
+      psd::SymmetricAffinity(psd::ConditionalProbability(psd::CountCooccurrence(labels)), 1.0);
+  double total = 0;
+  int64_t pairs = 0;
+  for (const auto& group : partition.groups) {
+    for (size_t a = 0; a < group.size(); ++a) {
+      for (size_t b = a + 1; b < group.size(); ++b) {
+        total += s[group[a]][group[b]].item<double>();
+        ++pairs;
+      }
+    }
+  }
+  return pairs > 0 ? total / static_cast<double>(pairs) : 0.0;
+}
+
+std::shared_ptr<kd::Partitioner> Partitioner(const std::string& toml) {
+  return kd::test::Make<kd::Partitioner>(kd::Kind::kPartitioner, toml);
+}
+
+}  // namespace
+
+TEST_CASE("co-occurrence counts and P[i][j] = n_ij / n_j match a hand count") {
+  const auto stats = psd::CountCooccurrence(SmallLabels());
+  // n = [3, 3, 2]; n_01 = 2 (img0, img2), n_02 = 2 (img1, img2), n_12 = 1 (img2)
+  REQUIRE(torch::equal(stats.counts, torch::tensor({3.0, 3.0, 2.0}, torch::kFloat64)));
+  REQUIRE(stats.pairs[0][1].item<double>() == 2.0);
+  REQUIRE(stats.pairs[0][2].item<double>() == 2.0);
+  REQUIRE(stats.pairs[1][2].item<double>() == 1.0);
+  REQUIRE(stats.pairs[1][1].item<double>() == 0.0);
+  const torch::Tensor p = psd::ConditionalProbability(stats);
+  REQUIRE(p[0][1].item<double>() == Approx(2.0 / 3));  // n_01 / n_1
+  REQUIRE(p[0][2].item<double>() == Approx(1.0));      // n_02 / n_2 = 2 / 2
+  REQUIRE(p[2][0].item<double>() == Approx(2.0 / 3));
+  REQUIRE(p[1][2].item<double>() == Approx(0.5));
+  REQUIRE(p[2][1].item<double>() == Approx(1.0 / 3));
+}
+
+TEST_CASE("the affinities are S = (P^γ + (P^γ)ᵀ)/2 for CGP and 1 − S for DGP") {
+  const torch::Tensor cgp = psd::GraphAffinity(SmallLabels(), psd::Graph::kCooccurrence, 0.5);
+  // S_02 = (sqrt(1) + sqrt(2/3)) / 2 = 0.908248; S_12 = (sqrt(1/2) + sqrt(1/3)) / 2 = 0.642229
+  REQUIRE(cgp[0][2].item<double>() == Approx(0.908248).margin(1e-6));
+  REQUIRE(cgp[1][2].item<double>() == Approx(0.642229).margin(1e-6));
+  REQUIRE(cgp[0][1].item<double>() == Approx(std::sqrt(2.0 / 3)).margin(1e-9));
+  REQUIRE(torch::allclose(cgp, cgp.t()));
+  const torch::Tensor dgp = psd::GraphAffinity(SmallLabels(), psd::Graph::kDisoccurrence, 1.0);
+  // γ = 1: S_12 = (1/2 + 1/3) / 2 = 5/12, so W_12 = 7/12
+  REQUIRE(dgp[1][2].item<double>() == Approx(7.0 / 12));
+}
+
+TEST_CASE("a planted block-structured co-occurrence is recovered exactly by CGP") {
+  const torch::Tensor labels = PlantedLabels(3, 4, 600, 11);
+  const kd::LabelPartition partition =
+      Partitioner("type = \"psd::CGP\"\ngroups = 3")->Partition(labels);
+  // Blocks {0,3,6,9}, {1,4,7,10}, {2,5,8,11}, ordered by their smallest label.
+  REQUIRE(partition.groups ==
+          std::vector<std::vector<int64_t>>{{0, 3, 6, 9}, {1, 4, 7, 10}, {2, 5, 8, 11}});
+}
+
+TEST_CASE("DGP groups have lower within-group co-occurrence than CGP groups") {
+  const torch::Tensor labels = PlantedLabels(3, 4, 600, 12);
+  const kd::LabelPartition cgp =
+      Partitioner("type = \"psd::CGP\"\ngroups = 3")->Partition(labels);
+  const kd::LabelPartition dgp =
+      Partitioner("type = \"psd::DGP\"\ngroups = 3")->Partition(labels);
+  REQUIRE(kd::CheckPartition(dgp, 12).ok());
+  const double within_cgp = WithinGroupAffinity(cgp, labels);
+  const double within_dgp = WithinGroupAffinity(dgp, labels);
+  INFO("CGP " << within_cgp << ", DGP " << within_dgp);
+  REQUIRE(within_dgp < within_cgp);
+}
+
+TEST_CASE("partitions are deterministic for a seed") {
+  const torch::Tensor labels = PlantedLabels(4, 3, 300, 5);
+  auto a = Partitioner("type = \"psd::DGP\"\ngroups = 3\nseed = 7")->Partition(labels);
+  auto b = Partitioner("type = \"psd::DGP\"\ngroups = 3\nseed = 7")->Partition(labels);
+  REQUIRE(a.groups == b.groups);
+  REQUIRE(Partitioner("type = \"psd::CGP\"\ngroups = 1")->Partition(labels).groups.size() == 1);
+}
+
+TEST_CASE("the official partition JSON round-trips and is read by local index, not key order") {
+  kd::LabelPartition partition;
+  partition.groups = {{4, 1}, {0, 2, 3}};
+  const std::string json = kd::PartitionToJson(partition);
+  REQUIRE(json == "[{\"4\": 0, \"1\": 1},\n {\"0\": 0, \"2\": 1, \"3\": 2}]\n");
+  auto back = kd::PartitionFromJson(json, "p.json");
+  REQUIRE(back.ok());
+  REQUIRE(back->groups == partition.groups);
+  auto reordered =
+      kd::PartitionFromJson(R"([{"1": 1, "4": 0}, {"3": 2, "0": 0, "2": 1}])", "q.json");
+  REQUIRE(reordered->groups == partition.groups);
+  auto broken = kd::PartitionFromJson("[{\"1\": 0,\n \"x\": 1}]", "bad.json");
+  REQUIRE_THAT(std::string(broken.status().message()),
+               Contains("bad.json:2:3: expected a label id, got \"x\""));
+  auto gap = kd::PartitionFromJson(R"([{"1": 0, "2": 2}])", "gap.json");
+  REQUIRE_THAT(std::string(gap.status().message()),
+               Contains("local indices must be 0..1 once each"));
+  REQUIRE_THAT(std::string(kd::CheckPartition(partition, 6).message()),
+               Contains("labels in no group: 5"));
+}
+
+TEST_CASE("teacher logits are scattered to their global labels whatever the group order") {
+  kd::LabelPartition partition;
+  partition.groups = {{1, 4}, {0, 2, 3}};
+  const torch::Tensor g0 = torch::tensor({{10.f, 40.f}});        // labels 1, 4
+  const torch::Tensor g1 = torch::tensor({{0.5f, 2.5f, 3.5f}});  // labels 0, 2, 3
+  const torch::Tensor assembled = psd::AssembleTeacherLogits({g0, g1}, partition, 5);
+  REQUIRE(torch::equal(assembled, torch::tensor({{0.5f, 10.f, 2.5f, 3.5f, 40.f}})));
+  kd::LabelPartition shuffled;
+  shuffled.groups = {{0, 2, 3}, {1, 4}};
+  REQUIRE(torch::equal(psd::AssembleTeacherLogits({g1, g0}, shuffled, 5), assembled));
+  // A label no group covers keeps the official initial value 1.
+  REQUIRE(psd::AssembleTeacherLogits({g0, g1}, partition, 6)[0][5].item<float>() == 1.0f);
+  REQUIRE_THROWS_WITH(
+      psd::AssembleTeacherLogits({g1, g0}, partition, 5),
+      Contains("the teacher of group 0 gives logits of shape [1, 3] but its group has 2 labels"));
+}
+
+TEST_CASE("the distances: summed squared error and the softmax KL across labels") {
+  // (1-0)² + (2-2)² + (3-5)² + (4-1)² = 1 + 0 + 4 + 9 = 14
+  REQUIRE(psd::SummedSquaredError(torch::tensor({{1.f, 2.f}, {3.f, 4.f}}),
+                                  torch::tensor({{0.f, 2.f}, {5.f, 1.f}}))
+              .item<double>() == Approx(14.0));
+  // t = [ln 3, 0] -> p = [0.75, 0.25]; z = [0, 0] -> q = [0.5, 0.5];
+  // KL = 0.75 ln 1.5 + 0.25 ln 0.5 = 0.304099 - 0.173287 = 0.130812 (T = 1)
+  const torch::Tensor z = torch::zeros({1, 2});
+  const torch::Tensor t = torch::tensor({{static_cast<float>(std::log(3.0)), 0.f}});
+  REQUIRE(psd::SoftmaxKl(z, t, 1.0).item<double>() == Approx(0.130812).margin(1e-6));
+  // T = 2: p = softmax([ln3 / 2, 0]) = [√3, 1] / (√3 + 1) = [0.633975, 0.366025];
+  // KL = 0.633975 ln(0.633975 / 0.5) + 0.366025 ln(0.366025 / 0.5) = 0.036341; × T² = 0.145363
+  REQUIRE(psd::SoftmaxKl(z, t, 2.0).item<double>() == Approx(0.145363).margin(1e-6));
+}
+
+TEST_CASE("the term weights are α/2 and round(0.5 − α/2, 2)") {
+  REQUIRE(psd::CooccurrenceWeight(0.5) == Approx(0.25));
+  REQUIRE(psd::DisoccurrenceWeight(0.5) == Approx(0.25));
+  REQUIRE(psd::CooccurrenceWeight(0.3) == Approx(0.15));
+  REQUIRE(psd::DisoccurrenceWeight(0.3) == Approx(0.35));
+  // 0.5 − 0.165 is 0.33499999… in binary: 0.33, as Python's round gives
+  REQUIRE(psd::DisoccurrenceWeight(0.33) == Approx(0.33));
+  REQUIRE(psd::DisoccurrenceWeight(1.0) == 0.0);
+  REQUIRE(psd::CooccurrenceWeight(0.0) == 0.0);
+}
+
+TEST_CASE("k-means separates clear clusters and Calinski–Harabasz matches a hand value") {
+  const torch::Tensor points = torch::tensor({0.0, 2.0, 10.0, 12.0}, torch::kFloat64).view({4, 1});
+  const auto result = psd::KMeans(points, 2, 5, 3);
+  REQUIRE(result.assignment[0] == result.assignment[1]);
+  REQUIRE(result.assignment[2] == result.assignment[3]);
+  REQUIRE(result.assignment[0] != result.assignment[2]);
+  REQUIRE(result.inertia == Approx(4.0));
+  // mean 6, cluster means 1 and 11: between = 2·25 + 2·25 = 100, within = 4;
+  // CH = (100 / (2 − 1)) / (4 / (4 − 2)) = 50
+  REQUIRE(psd::CalinskiHarabasz(points, {0, 0, 1, 1}) == Approx(50.0));
+}

@@ -1,0 +1,108 @@
+#include "host/train/train_log.h"
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace kd::host {
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+}  // namespace
+
+std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
+  std::vector<std::string> parts;
+  for (const MetricValue& m : metrics) parts.push_back(absl::StrFormat("%s %.4f", m.name, m.value));
+  return absl::StrJoin(parts, ", ");
+}
+
+TrainLog::TrainLog(std::string stage, int64_t total_steps, bool progress, bool writes,
+                   const std::filesystem::path& dir, int processes)
+    : stage_(std::move(stage)),
+      processes_(processes),
+      progress_(std::make_unique<Progress>(stage_, total_steps, progress)) {
+  if (writes) {
+    log_ = std::make_unique<MetricsLog>(dir / "metrics.jsonl");
+    tb_ = std::make_unique<TensorBoardWriter>(dir / "tb");
+  }
+  window_start_ = loop_start_ = Clock::now();
+}
+
+void TrainLog::Line(const std::string& text) { progress_->Line(text); }
+
+void TrainLog::StartLoop(int64_t start_step) {
+  start_step_ = start_step;
+  window_start_ = loop_start_ = Clock::now();
+}
+
+void TrainLog::AddMicroBatch(const TensorDict& terms, int64_t accumulate, int64_t samples) {
+  for (const auto& [name, value] : terms) {
+    window_terms_[name] += value.item<double>() / static_cast<double>(accumulate);
+  }
+  window_samples_ += samples;
+}
+
+std::vector<std::pair<std::string, double>> TrainLog::WindowMeans() const {
+  std::vector<std::pair<std::string, double>> shown;
+  double loss_sum = 0;
+  for (const auto& [name, sum] : window_terms_) {
+    shown.emplace_back(name, sum / static_cast<double>(window_steps_));
+    loss_sum += sum / static_cast<double>(window_steps_);
+  }
+  shown.insert(shown.begin(), {"loss", loss_sum});
+  return shown;
+}
+
+void TrainLog::StepDone(int64_t step, int64_t epoch, int64_t total_epochs, int64_t target,
+                        int64_t interval, double lr) {
+  ++window_steps_;
+  if (step % interval == 0 || step == target) Report(step, epoch, total_epochs, target, lr);
+}
+
+void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t target,
+                      double lr) {
+  const double elapsed = Seconds(window_start_);
+  // Samples per second over all processes (rank 0's count times the processes).
+  const double rate = elapsed > 0 ? window_samples_ * processes_ / elapsed : 0;
+  const double per_step = Seconds(loop_start_) / static_cast<double>(step - start_step_);
+  const std::vector<std::pair<std::string, double>> shown = WindowMeans();
+  progress_->Update(step, epoch, total_epochs, shown, lr, rate,
+                    per_step * static_cast<double>(target - step));
+  if (log_) {
+    std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+        {"stage", stage_}, {"kind", std::string("train")}, {"step", step}, {"epoch", epoch},
+        {"lr", lr},        {"samples_per_s", rate}};
+    for (const auto& [name, value] : shown) {
+      record.emplace_back(name, value);
+      tb_->AddScalar("train/" + name, value, step);
+    }
+    tb_->AddScalar("train/lr", lr, step);
+    log_->Write(record);
+  }
+  window_terms_.clear();
+  window_steps_ = 0;
+  window_samples_ = 0;
+  window_start_ = Clock::now();
+}
+
+void TrainLog::Evaluation(int64_t step, int64_t epoch, const std::vector<MetricValue>& values,
+                          const std::vector<MetricValue>& shown) {
+  if (log_) {
+    std::vector<std::pair<std::string, MetricsLog::Value>> record = {
+        {"stage", stage_}, {"kind", std::string("val")}, {"step", step}, {"epoch", epoch}};
+    for (const MetricValue& m : values) {
+      record.emplace_back(m.name, m.value);
+      tb_->AddScalar("val/" + m.name, m.value, step);
+    }
+    log_->Write(record);
+    tb_->Flush();
+  }
+  progress_->Line(absl::StrFormat("[%s] step %d: %s", stage_, step, FormatMetrics(shown)));
+}
+
+void TrainLog::Finish() { progress_->Finish(); }
+
+}  // namespace kd::host

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "host/archive_check.h"
 #include "kd/metric.h"
 
 namespace kd::host {
@@ -80,11 +81,6 @@ struct TrainState {
   std::vector<BestEntry> best;
   double seconds = 0;  // training time so far
 };
-
-// Checks that a zip archive (the container of torch's serialization formats) is well formed:
-// every record, header and entry lies within `bytes`. LibTorch's reader trusts the offsets of a
-// damaged archive and reads out of bounds, so every archive is checked before it is given one.
-absl::Status CheckZipArchive(absl::string_view bytes);
 
 absl::Status SaveTrainState(const std::filesystem::path& path, const TrainState& state);
 absl::StatusOr<TrainState> LoadTrainState(const std::filesystem::path& path);

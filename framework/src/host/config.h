@@ -78,6 +78,8 @@ absl::string_view TypeName(CNode::Type type);
 // Parses TOML text; `source_name` appears in locations. Dates and times are refused.
 absl::StatusOr<CNode> ParseToml(absl::string_view text, const std::string& source_name);
 absl::StatusOr<CNode> ParseTomlFile(const std::filesystem::path& path);
+// Whether `key` is a bare TOML key (letters, digits, '_', '-'), written without quotes.
+bool IsBareKeyText(absl::string_view key);
 // Canonical TOML text (keys sorted).
 std::string ToToml(const CNode& table);
 // A value as inline TOML text: 0.5, "KD", [1, 2], { a = 1 }.

@@ -61,7 +61,7 @@ void StageTrainer::BeginRun(bool bench) {
                                          "resume decision");
   if (restored) Restore(ValueOrThrow(LoadTrainState(state_path())));
   const std::string initialised = restored ? "" : Initialise();
-  rank_sync_.Broadcast(RankState());
+  if (rank_sync_.active()) rank_sync_.Broadcast(RankState());
   rank_sync_.Reseed(step_);
   log_ = std::make_unique<TrainLog>(stage_.name, bench ? options_.bench_steps : total_steps_,
                                     options_.progress && main_, writes, stage_.dir,
@@ -232,8 +232,9 @@ void StageTrainer::EndEpoch(const Loop& loop) {
     for (auto& hook : hooks_) hook->OnEpochEnd(Info(), *model_);
     if (distiller_) distiller_->OnEpochEnd(Info(), *model_);
   });
-  if (!loop.bench)
+  if (!loop.bench && rank_sync_.active()) {
     rank_sync_.CheckAgree(RankState(), stage_.name, absl::StrCat("end of epoch ", epoch_ + 1));
+  }
   ++epoch_;
   batch_in_epoch_ = 0;
   if (!loop.bench && train_.by_epoch()) {
@@ -256,7 +257,7 @@ TrainOutcome StageTrainer::Finish(const Loop& loop) {
                            step_ - loop.start_step);
     return outcome;
   }
-  if (batch_in_epoch_ != 0) {
+  if (batch_in_epoch_ != 0 && rank_sync_.active()) {
     rank_sync_.CheckAgree(RankState(), stage_.name, absl::StrCat("end of training, step ", step_));
   }
   if (last_metrics_.empty() && val_loader_) MaybeEvaluateAndExport(true);

@@ -14,10 +14,6 @@ namespace kd::host {
 
 namespace fs = std::filesystem;
 
-double SecondsSince(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
-
 StageTrainer::StageTrainer(const Registry& registry, const StageAccess* stages,
                            const StageRun& stage, const TrainOptions& options)
     : registry_(registry),

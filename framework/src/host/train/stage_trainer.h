@@ -134,7 +134,4 @@ class StageTrainer {
   Clock::time_point started_;
 };
 
-// Seconds since `since`.
-double SecondsSince(std::chrono::steady_clock::time_point since);
-
 }  // namespace kd::host

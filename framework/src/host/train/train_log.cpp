@@ -5,13 +5,9 @@
 
 namespace kd::host {
 
-namespace {
-
-double Seconds(std::chrono::steady_clock::time_point since) {
+double SecondsSince(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
 }
-
-}  // namespace
 
 std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
   std::vector<std::string> parts;
@@ -64,10 +60,10 @@ void TrainLog::StepDone(int64_t step, int64_t epoch, int64_t total_epochs, int64
 
 void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t target,
                       double lr) {
-  const double elapsed = Seconds(window_start_);
+  const double elapsed = SecondsSince(window_start_);
   // Samples per second over all processes (rank 0's count times the processes).
   const double rate = elapsed > 0 ? window_samples_ * processes_ / elapsed : 0;
-  const double per_step = Seconds(loop_start_) / static_cast<double>(step - start_step_);
+  const double per_step = SecondsSince(loop_start_) / static_cast<double>(step - start_step_);
   const std::vector<std::pair<std::string, double>> shown = WindowMeans();
   progress_->Update(step, epoch, total_epochs, shown, lr, rate,
                     per_step * static_cast<double>(target - step));

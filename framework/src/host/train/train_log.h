@@ -57,6 +57,9 @@ class TrainLog {
   Clock::time_point window_start_, loop_start_;
 };
 
+// Seconds since `since`.
+double SecondsSince(std::chrono::steady_clock::time_point since);
+
 // "name value, ..." with 4 decimals.
 std::string FormatMetrics(const std::vector<MetricValue>& metrics);
 

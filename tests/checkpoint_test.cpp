@@ -12,6 +12,7 @@
 
 #include "host/checkpoint.h"
 #include "host/files.h"
+#include "host/pickle_file.h"
 #include "test_support.h"
 
 using Catch::Matchers::Contains;
@@ -56,6 +57,34 @@ TEST_CASE("a model export round-trips weights, buffers, model config and metrics
   REQUIRE(report->Summary().empty());
   REQUIRE(torch::equal(target.fc->weight, source.fc->weight));
   REQUIRE(torch::equal(target.bn->running_var, source.bn->running_var));
+}
+
+TEST_CASE("an export keeps the label spaces it was trained on, old exports' predicates included") {
+  const fs::path dir = kd::test::ScratchDir("ckpt_vocabularies");
+  Net source(2, 2);
+  kd::host::ModelExport data;
+  data.model_config = "type = \"x::Y\"\n";
+  data.class_names = {"cup", "table"};
+  data.vocabularies = {{"sgg.predicates", {"__background__", "on", "has"}}, {"other", {"a"}}};
+  data.state = kd::host::ModuleState(source);
+  REQUIRE(kd::host::SaveModelExport(dir / "new.pt", data).ok());
+  auto loaded = kd::host::LoadModelExport(dir / "new.pt");
+  REQUIRE(loaded.ok());
+  CHECK(loaded->class_names == data.class_names);
+  CHECK(loaded->vocabularies == data.vocabularies);
+  // kd API 3 wrote the scene-graph predicates as "predicate_names" and had no "vocabularies".
+  auto dict = kd::host::ReadPickleFile(dir / "new.pt", "kdhost.model_export.v1");
+  REQUIRE(dict.ok());
+  REQUIRE(dict->erase("vocabularies") == 1);
+  (void)dict->erase("checksum");
+  c10::List<std::string> names;
+  for (const char* name : {"__background__", "on", "has"}) names.push_back(name);
+  dict->insert("predicate_names", names);
+  REQUIRE(kd::host::WritePickleFile(dir / "old.pt", *dict).ok());
+  auto old = kd::host::LoadModelExport(dir / "old.pt");
+  REQUIRE(old.ok());
+  CHECK(old->vocabularies == std::map<std::string, std::vector<std::string>>{
+                                 {"sgg.predicates", {"__background__", "on", "has"}}});
 }
 
 TEST_CASE("loading weights reports missing and unexpected keys, and refuses other shapes") {

@@ -213,12 +213,13 @@ TEST_CASE("the PSD pipeline runs partitions, 2K sub-task teachers and the studen
       " --set data.train.num_samples=192 --set data.val.num_samples=96 --set train.max_epochs=1"
       " --set loader.batch_size=32 --set run.work_dir=" +
       (dir / "runs").string();
-  auto partition = kd::test::RunCommand(Kdhost() + " partition " + config + reduced + " --quiet");
+  auto partition = kd::test::RunCommand(Kdhost() + " produce " + config + reduced + " --quiet");
   INFO(partition.output);
   REQUIRE(partition.exit_code == 0);
-  REQUIRE_THAT(partition.output, Contains("stage partition, partition cgp: 3 groups") &&
-                                     Contains("stage partition, partition dgp: 3 groups") &&
-                                     Contains("T-shirt/top"));
+  REQUIRE_THAT(partition.output, Contains("stage partition, artefact cgp (") &&
+                                     Contains("cgp): 3 groups\n  group 0 (") &&
+                                     Contains("stage partition, artefact dgp (") &&
+                                     Contains("dgp): 3 groups\n") && Contains("T-shirt/top"));
   auto run = kd::test::RunCommand(Kdhost() + " run " + config + reduced + " --quiet");
   INFO(run.output);
   REQUIRE(run.exit_code == 0);
@@ -351,7 +352,8 @@ TEST_CASE("a bad ablation grid is refused before anything runs") {
   check("distiller", "expected key=value1,value2,...");
 }
 
-TEST_CASE("LS-KD trains scene-graph models with both self-KD modes and the LSD head is not exported") {
+TEST_CASE(
+    "LS-KD trains scene-graph models with both self-KD modes and the LSD head is not exported") {
   const fs::path dir = kd::test::ScratchDir("cli_lskd");
   const std::string config =
       (kd::test::SourceDir() / "configs" / "lskd" / "fmnist_lskd.toml").string();
@@ -381,8 +383,8 @@ TEST_CASE("LS-KD trains scene-graph models with both self-KD modes and the LSD h
   CHECK(has_snapshot);
   auto exported = kd::host::LoadModelExport(synchronous / "export" / "last.pt");
   REQUIRE(exported.ok());
-  CHECK(exported->predicate_names.size() == 11);
-  CHECK(exported->predicate_names.front() == "__background__");
+  CHECK(exported->vocabularies.at("sgg.predicates").size() == 11);
+  CHECK(exported->vocabularies.at("sgg.predicates").front() == "__background__");
   bool has_head = false, has_classifier = false;
   for (const auto& [name, tensor] : exported->state) {
     has_head |= name.find("lsd_head") != std::string::npos;

@@ -236,15 +236,13 @@ TEST_CASE("validation errors point at file:line:column and the key path") {
 }
 
 TEST_CASE("a missing required option names the option, its type and its owner") {
-  CNode root =
-      Parse(std::string("partitions = [{ partitioner = { type = \"testing::Halves\" } }]\n") +
-                kMinimalStage,
-            "stage.toml");
-  REQUIRE_THAT(
-      ErrorOf(
-          kd::host::ValidateTable(root, kd::host::StageSchema(), TestHost().registry(), "", "cfg")),
-      Contains("stage.toml:1:15: partitions[0]: missing required option 'name' (string) of "
-               "partitions: name of the partition"));
+  CNode root = Parse(
+      std::string("artifacts = [{ producer = { type = \"testing::Halves\" } }]\n") + kMinimalStage,
+      "stage.toml");
+  REQUIRE_THAT(ErrorOf(kd::host::ValidateTable(root, kd::host::StageSchema(), TestHost().registry(),
+                                               "", "cfg")),
+               Contains("stage.toml:1:14: artifacts[0]: missing required option 'name' (string) of "
+                        "artifacts: name of the artefact"));
 }
 
 TEST_CASE("stages are the config with their table merged on top, each validated and hashed") {

@@ -555,11 +555,10 @@ TEST_CASE("the PSD and RDD pipelines train data-parallel to the models of one pr
       " --set loader.batch_size=16 --set run.work_dir=" + (dir / "psd_one").string() + " 2>&1");
   INFO(psd_one.output);
   REQUIRE(psd_one.exit_code == 0);
-  for (const char* file : {"cgp.json", "dgp.json"}) {
-    auto two =
-        kd::host::ReadFile(kd::test::StageDir(dir / "psd_two", "partition") / "partition" / file);
-    auto one =
-        kd::host::ReadFile(kd::test::StageDir(dir / "psd_one", "partition") / "partition" / file);
+  for (const char* name : {"cgp", "dgp"}) {
+    const fs::path file = fs::path("artifacts") / name / "partition.json";
+    auto two = kd::host::ReadFile(kd::test::StageDir(dir / "psd_two", "partition") / file);
+    auto one = kd::host::ReadFile(kd::test::StageDir(dir / "psd_one", "partition") / file);
     REQUIRE(two.ok());
     REQUIRE(one.ok());
     REQUIRE(*two == *one);

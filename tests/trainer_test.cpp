@@ -7,12 +7,17 @@
 #include <fstream>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "host/ablation.h"
 #include "host/checkpoint.h"
 #include "host/files.h"
+#include "host/options_impl.h"
 #include "host/pipeline.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
+#include "host/validate.h"
+#include "kd/dataset.h"
+#include "kd/rng.h"
 #include "test_components.h"
 #include "test_support.h"
 
@@ -415,21 +420,93 @@ TEST_CASE("foreach mistakes are reported with their location") {
                Contains("stages.a.foreach.width: expected a non-empty list of values"));
 }
 
-TEST_CASE("a partition stage writes the official partition files for later stages") {
-  const fs::path dir = kd::test::ScratchDir("partition_stage");
+TEST_CASE("an artefact stage keeps what each producer wrote, under its name, for later stages") {
+  const fs::path dir = kd::test::ScratchDir("artifact_stage");
   kd::test::WriteText(dir / "p.toml",
                       Config("pipeline = [\"split\"]\n",
-                             "[stages.split]\npartitions = [{ name = \"halves\", partitioner = "
+                             "[stages.split]\nartifacts = [{ name = \"halves\", producer = "
                              "{ type = \"testing::Halves\" } }]\n"));
   auto result = RunAll(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
   REQUIRE(result.ok());
+  REQUIRE(result->front().status == "produced");
   const fs::path stage = result->front().dir;
-  REQUIRE(*kd::host::ReadFile(stage / "partition" / "halves.json") ==
-          "[{\"0\": 0},\n {\"1\": 0, \"2\": 1}]\n");
-  REQUIRE(*kd::host::ReadFile(stage / "partition" / "class_names.txt") == "c0\nc1\nc2\n");
+  // testing::Synthetic has 3 labels: {0} and {1, 2}.
+  REQUIRE(*kd::host::ReadFile(stage / "artifacts" / "halves" / "halves.txt") == "0\n1 2\n");
   REQUIRE(fs::exists(stage / "summary.toml"));
+  CHECK_FALSE(fs::exists(stage / "artifacts" / "halves.partial"));
   auto again = RunAll(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
   REQUIRE(again->front().status == "reused");
+}
+
+TEST_CASE("a producer that fails leaves no artefact and no finished stage behind") {
+  const fs::path dir = kd::test::ScratchDir("artifact_fails");
+  kd::test::WriteText(dir / "p.toml",
+                      Config("pipeline = [\"split\"]\n",
+                             "[stages.split]\nartifacts = [{ name = \"halves\", producer = "
+                             "{ type = \"testing::Halves\", fail = true } }]\n"));
+  auto result = RunAll(dir / "p.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE_FALSE(result.ok());
+  REQUIRE_THAT(std::string(result.status().message()), Contains("stage 'split'") &&
+                                                           Contains("failing on purpose") &&
+                                                           Contains("testing::Halves"));
+  const fs::path stage = kd::test::StageDir(dir / "runs", "split");
+  CHECK_FALSE(fs::exists(stage / "artifacts" / "halves"));
+  CHECK_FALSE(fs::exists(stage / "artifacts" / "halves.partial"));
+  CHECK_FALSE(fs::exists(stage / "summary.toml"));
+}
+
+TEST_CASE(
+    "a method plugin adds a stage making an artefact and a distiller replacing the task loss") {
+  // tests/plugins/method_probe.cpp: test_method::LabelFrequency writes each label's frequency in
+  // the training split; test_method::WeightedBce reads them from that stage by name and trains
+  // with its own weighted BCE instead of the stage's testing::Bce.
+  const fs::path dir = kd::test::ScratchDir("method_plugin");
+  const std::string plugins = "plugins = [\"test_method\"]\nplugin_dirs = [\"" +
+                              (kd::test::BuildDir() / "tests" / "plugins").string() + "\"]\n";
+  kd::test::WriteText(dir / "m.toml",
+                      Config(plugins + "pipeline = [\"frequency\", \"student\"]\n",
+                             "[stages.frequency]\nartifacts = [{ name = \"frequency\", producer = "
+                             "{ type = \"test_method::LabelFrequency\" } }]\n"
+                             "[stages.student.distiller]\ntype = \"test_method::WeightedBce\"\n"
+                             "frequency = { from_stage = \"frequency\" }\n"));
+  auto result = RunAll(dir / "m.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE(result.ok());
+  REQUIRE(result->size() == 2);
+  // The frequencies are the mean of the labels of the 64 training samples.
+  kd::host::Host host;
+  kd::test::RegisterTestComponents(host.registry());
+  kd::host::CNode table = kd::ValueOrThrow(
+      kd::host::ParseToml("type = \"testing::Synthetic\"\nnum_samples = 64\n", "<test>"));
+  kd::ThrowIfError(
+      kd::host::ValidateComponent(table, kd::Kind::kDataset, host.registry(), "data.train"));
+  auto train = kd::BuildContext(host.registry(), torch::kCPU)
+                   .Build<kd::Dataset>(kd::Kind::kDataset,
+                                       kd::host::MakeOptions(std::move(table), "data.train"));
+  torch::Tensor sum = torch::zeros({3}, torch::kDouble);
+  for (int64_t i = 0; i < train->Size(); ++i) {
+    kd::Rng rng(0);
+    sum += train->Get(i, rng).at("labels").to(torch::kDouble);
+  }
+  const std::string text =
+      *kd::host::ReadFile(result->front().dir / "artifacts" / "frequency" / "frequency.txt");
+  const std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
+  REQUIRE(lines.size() == 3);
+  for (int64_t c = 0; c < 3; ++c) {
+    CHECK(std::stod(lines[static_cast<size_t>(c)]) == Approx(sum[c].item<double>() / 64));
+  }
+  // Every training record has the distiller's term and not the task loss's, and the total is it.
+  int records = 0;
+  for (const std::string& line : ReadLines(result->back().dir / "metrics.jsonl")) {
+    if (line.find("\"kind\": \"train\"") == std::string::npos) continue;
+    ++records;
+    CHECK(line.find("\"loss.bce\"") == std::string::npos);
+    const size_t total = line.find("\"loss\": ");
+    const size_t term = line.find("\"loss.weighted_bce\": ");
+    REQUIRE(total != std::string::npos);
+    REQUIRE(term != std::string::npos);
+    CHECK(std::stod(line.substr(total + 8)) == Approx(std::stod(line.substr(term + 21))));
+  }
+  CHECK(records == 6);
 }
 
 TEST_CASE("a stage reaches only the stages it depends on") {

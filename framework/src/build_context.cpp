@@ -1,6 +1,9 @@
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "kd/dataset.h"
 #include "kd/distiller.h"
 #include "kd/hook.h"
@@ -8,7 +11,7 @@
 #include "kd/metric.h"
 #include "kd/model.h"
 #include "kd/optim.h"
-#include "kd/partitioner.h"
+#include "kd/producer.h"
 #include "kd/registry.h"
 
 namespace kd {
@@ -43,8 +46,8 @@ bool ImplementsKind(Kind kind, Component* component) {
       return dynamic_cast<Scheduler*>(component) != nullptr;
     case Kind::kHook:
       return dynamic_cast<Hook*>(component) != nullptr;
-    case Kind::kPartitioner:
-      return dynamic_cast<Partitioner*>(component) != nullptr;
+    case Kind::kProducer:
+      return dynamic_cast<Producer*>(component) != nullptr;
   }
   return false;
 }
@@ -110,6 +113,23 @@ std::filesystem::path BuildContext::StageFile(const std::string& stage,
   return Stages().StageFile(stage, file);
 }
 
+std::filesystem::path BuildContext::ArtifactDir(const std::string& stage,
+                                                const std::string& name) const {
+  const std::filesystem::path dir = StageFile(stage, "artifacts/" + name);
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return dir;
+  std::vector<std::string> made;
+  for (const auto& entry : std::filesystem::directory_iterator(StageFile(stage, "artifacts"), ec)) {
+    if (entry.is_directory(ec)) made.push_back(entry.path().filename().string());
+  }
+  std::sort(made.begin(), made.end());
+  throw Error(absl::NotFoundError(
+      absl::StrCat("stage '", stage, "' made no artefact '", name, "' (",
+                   made.empty() ? std::string("it made none; is it a stage with `artifacts`?")
+                                : absl::StrCat("it made: ", absl::StrJoin(made, ", ")),
+                   ")")));
+}
+
 std::shared_ptr<Model> BuildContext::LoadStageModel(const std::string& stage,
                                                     const std::string& artifact,
                                                     bool train_mode) const {
@@ -128,9 +148,9 @@ BuildContext BuildContext::WithDatasetInfo(const DatasetInfo* info) const {
   return copy;
 }
 
-BuildContext BuildContext::WithStudentModel(const Options* model) const {
+BuildContext BuildContext::WithStageConfig(const Options* config) const {
   BuildContext copy = *this;
-  copy.student_model_ = model;
+  copy.stage_config_ = config;
   return copy;
 }
 

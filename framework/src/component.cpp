@@ -9,16 +9,16 @@
 #include "kd/metric.h"
 #include "kd/model.h"
 #include "kd/optim.h"
-#include "kd/partitioner.h"
+#include "kd/producer.h"
 #include "kd/registry.h"
 #include "kd/training.h"
 
 namespace kd {
 
 namespace {
-constexpr absl::string_view kKindNames[] = {"dataset",     "transform", "backbone",  "head",
-                                            "model",       "loss",      "metric",    "distiller",
-                                            "partitioner", "optimizer", "scheduler", "hook"};
+constexpr absl::string_view kKindNames[] = {"dataset",  "transform", "backbone",  "head",
+                                            "model",    "loss",      "metric",    "distiller",
+                                            "producer", "optimizer", "scheduler", "hook"};
 }  // namespace
 
 absl::string_view KindName(Kind kind) { return kKindNames[static_cast<int>(kind)]; }
@@ -31,12 +31,17 @@ std::optional<Kind> KindFromName(absl::string_view name) {
 }
 
 Component::~Component() = default;
+
+bool ReplacesTaskLoss(const Options& distiller) {
+  return distiller.Has(kTaskLossOption) && distiller.String(kTaskLossOption) == "replace";
+}
 TrainingObserver::~TrainingObserver() = default;
 void TrainingObserver::OnTrainStart(const StepInfo&, Model&) {}
 void TrainingObserver::OnIterEnd(const StepInfo&, Model&, const TensorDict&) {}
 void TrainingObserver::OnEpochEnd(const StepInfo&, Model&) {}
 std::optional<double> Scheduler::Momentum(const ScheduleClock&) const { return std::nullopt; }
 StageAccess::~StageAccess() = default;
+std::string Producer::Describe(const std::filesystem::path&) const { return {}; }
 
 std::vector<StageRef> StageAccess::FindStages(const std::string& name) const {
   throw Error(absl::FailedPreconditionError("no pipeline to find stage '" + name + "' in"));

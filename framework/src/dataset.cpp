@@ -58,15 +58,6 @@ TensorDict TransformList::Apply(TensorDict sample, Rng& rng) const {
   return sample;
 }
 
-torch::Tensor Dataset::LabelMatrix() const {
-  std::vector<torch::Tensor> rows;
-  rows.reserve(static_cast<size_t>(Size()));
-  for (int64_t i = 0; i < Size(); ++i) {
-    Rng rng(Rng::Derive({0, static_cast<uint64_t>(i)}));
-    rows.push_back(Get(i, rng).at("labels"));
-  }
-  if (rows.empty()) return torch::zeros({0, 0});
-  return torch::stack(rows);
-}
+torch::Tensor Dataset::Column(const std::string&) const { return {}; }
 
 }  // namespace kd

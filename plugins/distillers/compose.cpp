@@ -31,7 +31,7 @@ class Compose : public kd::Distiller {
     std::string replacing;
     for (const kd::Options& spec : specs) {
       auto part = ctx.Build<kd::Distiller>(kd::Kind::kDistiller, spec);
-      if (part->ReplacesTaskLoss()) {
+      if (kd::ReplacesTaskLoss(spec)) {
         if (!replacing.empty()) {
           options.Fail("parts", absl::StrCat(replacing, " and ", spec.Type(),
                                              " both replace the task loss; keep one of them"));
@@ -42,7 +42,6 @@ class Compose : public kd::Distiller {
       distillers_.push_back(std::move(part));
       names_.push_back(spec.Type());
     }
-    replaces_task_loss_ = !replacing.empty();
   }
 
   kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
@@ -71,8 +70,6 @@ class Compose : public kd::Distiller {
     for (const auto& part : distillers_) part->MoveTeachers(device);
   }
 
-  bool ReplacesTaskLoss() const override { return replaces_task_loss_; }
-
   void OnTrainStart(const kd::StepInfo& step, kd::Model& student) override {
     for (const auto& part : distillers_) part->OnTrainStart(step, student);
   }
@@ -88,7 +85,6 @@ class Compose : public kd::Distiller {
   torch::nn::ModuleList parts_;
   std::vector<std::shared_ptr<kd::Distiller>> distillers_;
   std::vector<std::string> names_;
-  bool replaces_task_loss_ = false;
 };
 
 }  // namespace
@@ -96,7 +92,8 @@ class Compose : public kd::Distiller {
 void RegisterCompose(kd::Registrar& registrar) {
   registrar.Add(kd::Kind::kDistiller, "Compose",
                 "several distillers at once: the terms of every part are added (at most one "
-                "part may replace the task loss, as rdd::RDD does)",
+                "part may replace the task loss, as rdd::RDD does; the stage then trains "
+                "without its `loss`)",
                 kd::Schema().NestedList("parts", kd::Kind::kDistiller,
                                         "the distillers, each with its own teacher and options"),
                 [](const kd::Options& o, const kd::BuildContext& ctx) {

@@ -370,7 +370,7 @@ class SceneGraphMosaic : public kd::Dataset {
 
   kd::DatasetInfo Info() const override {
     kd::DatasetInfo info("sgg", ClassNames());
-    info.predicate_names = PredicateNames();
+    info.vocabularies[scene_graph::kPredicates] = PredicateNames();
     info.statistics.Set(scene_graph::kPredicateCounts, counts_.clone());
     return info;
   }

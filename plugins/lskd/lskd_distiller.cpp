@@ -9,6 +9,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "kd/plugin.h"
+#include "scene_graph/scene_graph.h"
 #include "sgg_losses/sgg_losses.h"
 #include "soft_labels.h"
 
@@ -59,6 +61,13 @@ double SideAlpha(const kd::Options& options, const char* key, double alpha) {
   return value;
 }
 
+// The stage's `model` table (the student's), when a training stage builds the distiller.
+std::optional<kd::Options> StudentModel(const kd::BuildContext& ctx) {
+  const kd::Options* stage = ctx.stage_config();
+  if (stage == nullptr || !stage->Has("model")) return std::nullopt;
+  return stage->Sub("model");
+}
+
 LskdOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx) {
   LskdOptions o;
   o.mode = options.String("mode") == "iterative" ? Mode::kIterative : Mode::kSynchronous;
@@ -88,13 +97,13 @@ LskdOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx)
   o.rel_dim = options.Int("rel_dim");
   o.rel_dim_origin = absl::StrCat(options.KeyPath(), ".rel_dim");
   if (o.rel_dim == 0) {
-    const kd::Options* model = ctx.student_model();
-    if (model == nullptr || !model->Has("rel_dim") || model->Int("rel_dim") <= 0) {
+    const std::optional<kd::Options> model = StudentModel(ctx);
+    if (!model || !model->Has("rel_dim") || model->Int("rel_dim") <= 0) {
       options.Fail("rel_dim",
                    absl::StrCat("set distiller.rel_dim to the width of the model's rel_feat (0 "
                                 "reads the model table's rel_dim, and ",
-                                model == nullptr ? "no model table was given"
-                                                 : model->Type() + " has no positive rel_dim",
+                                !model ? "no model table was given"
+                                       : model->Type() + " has no positive rel_dim",
                                 ")"));
     }
     o.rel_dim = model->Int("rel_dim");
@@ -106,13 +115,15 @@ LskdOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx)
 // P + 1, from the training data's predicate names (index 0 = background).
 int64_t PredicateClasses(const kd::Options& options, const kd::BuildContext& ctx) {
   const kd::DatasetInfo* info = ctx.dataset_info();
-  if (info == nullptr || info->predicate_names.size() < 2) {
+  const std::vector<std::string>* predicates =
+      info == nullptr ? nullptr : info->Vocabulary(scene_graph::kPredicates);
+  if (predicates == nullptr || predicates->size() < 2) {
     options.Fail("sync_source",
                  "the LSD head has one output per predicate and background, counted from the "
                  "training data's predicate names, but the data name none; train on a scene-graph "
                  "dataset or use sync_source = \"self\"");
   }
-  return static_cast<int64_t>(info->predicate_names.size());
+  return static_cast<int64_t>(predicates->size());
 }
 
 NamedTensors ParametersAndBuffers(const torch::nn::Module& module) {
@@ -172,12 +183,13 @@ class Lskd : public kd::Distiller {
  public:
   Lskd(const kd::Options& options, const kd::BuildContext& ctx) : o_(ReadOptions(options, ctx)) {
     if (o_.mode == Mode::kIterative) {
-      if (ctx.student_model() == nullptr) {
+      const std::optional<kd::Options> model = StudentModel(ctx);
+      if (!model) {
         options.Fail("mode",
                      "iterative LS-KD snapshots the student, so it must be built with the "
                      "stage's model table (by a training stage)");
       }
-      snapshot_ = ctx.Build<kd::Model>(kd::Kind::kModel, *ctx.student_model());
+      snapshot_ = ctx.Build<kd::Model>(kd::Kind::kModel, *model);
       for (torch::Tensor& p : snapshot_->parameters()) p.requires_grad_(false);
       snapshot_->eval();
       // The snapshot's weights live in the distiller's buffers, so that training states and the
@@ -190,8 +202,6 @@ class Lskd : public kd::Distiller {
                                   torch::nn::Linear(o_.rel_dim, PredicateClasses(options, ctx)));
     }
   }
-
-  bool ReplacesTaskLoss() const override { return true; }
 
   void MoveTeachers(const torch::Device& device) override {
     if (snapshot_) snapshot_->to(device);
@@ -333,6 +343,9 @@ void Register(kd::Registrar& registrar) {
       "label semantic distribution (a snapshot from an earlier epoch, or an LSD head); replaces "
       "the stage's loss. Terms loss.lskd, loss.lsd_head (synchronous head), loss.obj (SGCls)",
       kd::Schema()
+          .Enum(kd::kTaskLossOption, {"replace"}, "replace",
+                "loss.lskd is the predicate cross-entropy against soft labels: it replaces the "
+                "stage's `loss` while training (see the loss combination in docs/training.md)")
           .Enum("mode", {"iterative", "synchronous"}, "iterative",
                 "where the LSD comes from: a frozen snapshot of the model from an earlier epoch, "
                 "or the same forward pass")

@@ -43,7 +43,8 @@ kd::TensorDict MultiLabelImages::Get(int64_t index, kd::Rng& rng) const {
 
 kd::DatasetInfo MultiLabelImages::Info() const { return {"multilabel", data_.class_names}; }
 
-torch::Tensor MultiLabelImages::LabelMatrix() const {
+torch::Tensor MultiLabelImages::Column(const std::string& key) const {
+  if (key != "labels") return {};
   return torch::from_blob(const_cast<int8_t*>(data_.labels.data()), {Size(), data_.NumClasses()},
                           torch::kInt8)
       .to(torch::kFloat);

@@ -48,8 +48,8 @@ class MultiLabelImages : public kd::Dataset {
   int64_t Size() const override;
   kd::TensorDict Get(int64_t index, kd::Rng& rng) const override;
   kd::DatasetInfo Info() const override;
-  // The labels come from the annotations; no image is decoded.
-  torch::Tensor LabelMatrix() const override;
+  // "labels" [N, K] comes from the annotations; no image is decoded.
+  torch::Tensor Column(const std::string& key) const override;
 
  private:
   std::string name_;

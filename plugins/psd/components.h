@@ -5,7 +5,7 @@
 
 namespace psd {
 
-void RegisterPartitioners(kd::Registrar& registrar);
+void RegisterPartitionProducers(kd::Registrar& registrar);
 void RegisterGroupLabels(kd::Registrar& registrar);
 void RegisterDistiller(kd::Registrar& registrar);
 

@@ -150,20 +150,20 @@ double CalinskiHarabasz(const torch::Tensor& points_in, const std::vector<int64_
   return between * static_cast<double>(n - k) / (within * static_cast<double>(k - 1));
 }
 
-kd::LabelPartition GroupsOf(const std::vector<int64_t>& assignment) {
+psd::LabelPartition GroupsOf(const std::vector<int64_t>& assignment) {
   std::map<int64_t, std::vector<int64_t>> clusters;
   for (size_t label = 0; label < assignment.size(); ++label) {
     clusters[assignment[label]].push_back(static_cast<int64_t>(label));
   }
-  kd::LabelPartition partition;
+  psd::LabelPartition partition;
   for (auto& [cluster, labels] : clusters) partition.groups.push_back(std::move(labels));
   std::sort(partition.groups.begin(), partition.groups.end(),
             [](const auto& a, const auto& b) { return a.front() < b.front(); });
   return partition;
 }
 
-kd::LabelPartition SpectralPartition(const torch::Tensor& affinity, int64_t k, int64_t restarts,
-                                     int64_t n_init, uint64_t seed) {
+psd::LabelPartition SpectralPartition(const torch::Tensor& affinity, int64_t k, int64_t restarts,
+                                      int64_t n_init, uint64_t seed) {
   const int64_t n = affinity.size(0);
   if (k == 1) return GroupsOf(std::vector<int64_t>(static_cast<size_t>(n), 0));
   if (k > n) {

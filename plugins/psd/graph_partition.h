@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "kd/partitioner.h"
+#include "partition.h"
 
 namespace psd {
 
@@ -55,12 +55,12 @@ double CalinskiHarabasz(const torch::Tensor& points, const std::vector<int64_t>&
 
 // `assignment` (label -> cluster) as groups: ordered by their smallest label id, each group's
 // labels ascending (a label's local index is its position).
-kd::LabelPartition GroupsOf(const std::vector<int64_t>& assignment);
+psd::LabelPartition GroupsOf(const std::vector<int64_t>& assignment);
 
 // The partition of W into k groups: `restarts` spectral clusterings (k-means with `n_init`
 // restarts each, seeds derived from `seed`), the one with the highest Calinski–Harabasz score on
 // the rows of W kept.
-kd::LabelPartition SpectralPartition(const torch::Tensor& affinity, int64_t k, int64_t restarts,
-                                     int64_t n_init, uint64_t seed);
+psd::LabelPartition SpectralPartition(const torch::Tensor& affinity, int64_t k, int64_t restarts,
+                                      int64_t n_init, uint64_t seed);
 
 }  // namespace psd

@@ -17,8 +17,8 @@ class GroupLabels : public kd::Dataset {
   GroupLabels(const kd::Options& o, const kd::BuildContext& ctx)
       : base_(ctx.Build<kd::Dataset>(kd::Kind::kDataset, o.Sub("dataset"))) {
     const kd::Options partition = o.Sub("partition");
-    const kd::LabelPartition groups = ReadStagePartition(ctx, partition.String("from_stage"),
-                                                         partition.String("name"), partition);
+    const psd::LabelPartition groups = ReadStagePartition(ctx, partition.String("from_stage"),
+                                                          partition.String("name"), partition);
     const int64_t group = o.Int("group");
     if (group < 0 || group >= static_cast<int64_t>(groups.groups.size())) {
       o.Fail("group", absl::StrCat("partition '", partition.String("name"), "' has ",
@@ -47,7 +47,11 @@ class GroupLabels : public kd::Dataset {
 
   kd::DatasetInfo Info() const override { return info_; }
 
-  torch::Tensor LabelMatrix() const override { return base_->LabelMatrix().index_select(1, ids_); }
+  torch::Tensor Column(const std::string& key) const override {
+    torch::Tensor column = base_->Column(key);
+    if (key != "labels" || !column.defined()) return column;
+    return column.index_select(1, ids_);
+  }
 
  private:
   std::shared_ptr<kd::Dataset> base_;
@@ -62,7 +66,8 @@ void RegisterGroupLabels(kd::Registrar& r) {
         "a dataset with its labels restricted to one group of a partition (a PSD sub-task)",
         kd::Schema()
             .Nested("dataset", kd::Kind::kDataset, "the multi-label dataset")
-            .Table("partition", PartitionRefSchema(), "the partition, from a partition stage")
+            .Table("partition", PartitionRefSchema(),
+                   "the partition, an artefact of an earlier stage")
             .Required("group", kd::OptionType::kInt, "index of the group (0-based)"),
         [](const kd::Options& o, const kd::BuildContext& ctx) {
           return std::make_shared<GroupLabels>(o, ctx);

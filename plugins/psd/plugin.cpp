@@ -6,7 +6,7 @@
 namespace {
 
 void Register(kd::Registrar& registrar) {
-  psd::RegisterPartitioners(registrar);
+  psd::RegisterPartitionProducers(registrar);
   psd::RegisterGroupLabels(registrar);
   psd::RegisterDistiller(registrar);
 }

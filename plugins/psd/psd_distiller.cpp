@@ -21,7 +21,7 @@ namespace {
 struct TeacherSet {
   std::string term;  // "loss.psd_cgp"
   double weight = 0;
-  kd::LabelPartition partition;
+  psd::LabelPartition partition;
   std::vector<std::shared_ptr<kd::Model>> models;
 };
 

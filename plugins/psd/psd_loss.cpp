@@ -10,7 +10,7 @@
 namespace psd {
 
 torch::Tensor AssembleTeacherLogits(const std::vector<torch::Tensor>& group_logits,
-                                    const kd::LabelPartition& partition, int64_t num_labels) {
+                                    const psd::LabelPartition& partition, int64_t num_labels) {
   if (group_logits.size() != partition.groups.size()) {
     throw kd::Error(absl::InvalidArgumentError(absl::StrCat("PSD: ", group_logits.size(),
                                                             " teacher outputs for ",

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "kd/partitioner.h"
+#include "partition.h"
 
 namespace psd {
 
@@ -14,7 +14,7 @@ namespace psd {
 // output [B, n_k] goes to column partition.groups[k][local] of the result [B, num_labels]. Labels
 // in no group stay 1, as the official code initialises its target with ones.
 torch::Tensor AssembleTeacherLogits(const std::vector<torch::Tensor>& group_logits,
-                                    const kd::LabelPartition& partition, int64_t num_labels);
+                                    const psd::LabelPartition& partition, int64_t num_labels);
 
 // D = Σ (z − t)², summed over the batch and the labels (official: MSELoss(size_average=False)).
 torch::Tensor SummedSquaredError(const torch::Tensor& student, const torch::Tensor& teacher);

@@ -112,7 +112,6 @@ class Rdd : public kd::Distiller {
       : teacher_(ctx.LoadTeacher(options.Sub("teacher"))), o_(ReadOptions(options, ctx)) {}
 
   void MoveTeachers(const torch::Device& device) override { teacher_->to(device); }
-  bool ReplacesTaskLoss() const override { return true; }
 
   kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
                          const kd::StepInfo& step) override {
@@ -213,6 +212,9 @@ void Register(kd::Registrar& registrar) {
       kd::Schema()
           .Table("teacher", kd::TeacherSchema(),
                  "the teacher: a segmentation model with main and auxiliary (FCN) heads")
+          .Enum(kd::kTaskLossOption, {"replace"}, "replace",
+                "loss.rdd is the stage's task cross-entropy, re-weighted: it replaces the stage's "
+                "`loss` while training (see the loss combination in docs/training.md)")
           .Enum("schedule", {"tfe_tse", "tfe", "tse"}, "tfe_tse",
                 "TFE-RDD then TSE-RDD (the method), or one of them for the whole stage")
           .Float("switch_fraction", 0.1, "fraction of the stage's steps trained with TFE-RDD")

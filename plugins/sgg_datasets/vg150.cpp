@@ -321,9 +321,10 @@ class Vg150 : public kd::Dataset {
     kd::DatasetInfo info;
     info.task = "sgg";
     info.class_names = dictionary_.classes;
-    info.predicate_names.push_back("__background__");
-    info.predicate_names.insert(info.predicate_names.end(), dictionary_.predicates.begin(),
-                                dictionary_.predicates.end());
+    std::vector<std::string>& predicates = info.vocabularies[scene_graph::kPredicates];
+    predicates.push_back("__background__");
+    predicates.insert(predicates.end(), dictionary_.predicates.begin(),
+                      dictionary_.predicates.end());
     info.statistics.Set(scene_graph::kPredicateCounts, predicate_counts_);
     return info;
   }

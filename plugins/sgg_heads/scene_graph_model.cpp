@@ -70,12 +70,14 @@ ModelOptions ReadOptions(const kd::Options& options, const kd::BuildContext& ctx
   }
   o.num_predicates = options.Int("num_predicates");
   if (o.num_predicates == 0) {
-    if (info == nullptr || info->predicate_names.size() < 2) {
+    const std::vector<std::string>* predicates =
+        info == nullptr ? nullptr : info->Vocabulary(scene_graph::kPredicates);
+    if (predicates == nullptr || predicates->size() < 2) {
       options.Fail("num_predicates",
                    "the data gives no predicate names (a scene-graph dataset lists them); set the "
                    "foreground predicate count");
     }
-    o.num_predicates = static_cast<int64_t>(info->predicate_names.size()) - 1;
+    o.num_predicates = static_cast<int64_t>(predicates->size()) - 1;
   }
   o.roi.output_size = options.Int("roi_size");
   o.roi.sampling_ratio = options.Int("sampling_ratio");

@@ -618,7 +618,9 @@ SggRecallConfig ReadConfig(const kd::Options& options, const kd::BuildContext& c
   c.primary = options.String("primary");
   c.per_predicate_k = options.Int("per_predicate_k");
   if (const kd::DatasetInfo* info = ctx.dataset_info()) {
-    c.predicate_names = info->predicate_names;
+    if (const auto* predicates = info->Vocabulary(scene_graph::kPredicates)) {
+      c.predicate_names = *predicates;
+    }
     c.class_names = info->class_names;
     if (const torch::Tensor* counts = info->statistics.Find(scene_graph::kPredicateCounts)) {
       c.predicate_counts = *counts;

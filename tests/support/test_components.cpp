@@ -2,10 +2,11 @@
 
 #include <torch/torch.h>
 
+#include <fstream>
 #include <mutex>
 
-#include "kd/partitioner.h"
 #include "kd/plugin.h"
+#include "kd/producer.h"
 
 namespace kd::test {
 
@@ -120,16 +121,30 @@ class Accuracy : public Metric {
   int64_t correct_ = 0, total_ = 0;
 };
 
-// Labels [0, C/2) in one group and [C/2, C) in the other (one group when C < 2).
-class Halves : public Partitioner {
+// Writes halves.txt: the training split's labels [0, C/2) on one line and [C/2, C) on the next
+// (one line when C < 2). With `fail`, throws after writing it.
+class Halves : public Producer {
  public:
-  LabelPartition Partition(const torch::Tensor& labels) const override {
-    const int64_t c = labels.size(1);
-    LabelPartition partition;
-    partition.groups.resize(c < 2 ? 1 : 2);
-    for (int64_t i = 0; i < c; ++i) partition.groups[c < 2 || i < c / 2 ? 0 : 1].push_back(i);
-    return partition;
+  explicit Halves(const Options& o) : fail_(o.Bool("fail")) {}
+  void Produce(const ProducerInput& input, const std::filesystem::path& dir) const override {
+    const int64_t c = static_cast<int64_t>(input.train_set()->Info().class_names.size());
+    std::string lines[2];
+    for (int64_t i = 0; i < c; ++i) {
+      std::string& line = lines[c < 2 || i < c / 2 ? 0 : 1];
+      line += (line.empty() ? "" : " ") + std::to_string(i);
+    }
+    std::ofstream(dir / "halves.txt") << lines[0] << "\n" << (c < 2 ? "" : lines[1] + "\n");
+    if (fail_) throw Error(absl::InternalError("Halves: failing on purpose after a write"));
   }
+  std::string Describe(const std::filesystem::path& dir) const override {
+    std::ifstream in(dir / "halves.txt");
+    std::string first;
+    std::getline(in, first);
+    return "first half: " + first + "\n";
+  }
+
+ private:
+  bool fail_;
 };
 
 std::mutex& EventsMutex() {
@@ -208,8 +223,9 @@ void RegisterTestComponents(Registry& registry) {
         [](const Options& o, const BuildContext&) { return std::make_shared<Bce>(o); });
   r.Add(Kind::kMetric, "Accuracy", "per-label accuracy", Schema(),
         [](const Options&, const BuildContext&) { return std::make_shared<Accuracy>(); });
-  r.Add(Kind::kPartitioner, "Halves", "first half of the labels, second half", Schema(),
-        [](const Options&, const BuildContext&) { return std::make_shared<Halves>(); });
+  r.Add(Kind::kProducer, "Halves", "the first half of the labels, then the second half",
+        Schema().Bool("fail", false, "throw after writing the file"),
+        [](const Options& o, const BuildContext&) { return std::make_shared<Halves>(o); });
   r.Add(Kind::kHook, "Recorder", "records training events", Schema(),
         [](const Options&, const BuildContext&) { return std::make_shared<Recorder>(); });
   r.Add(Kind::kDistiller, "Mimic", "MSE to the teacher's logits",

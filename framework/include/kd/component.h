@@ -17,16 +17,16 @@ enum class Kind {
   kLoss,
   kMetric,
   kDistiller,
-  kPartitioner,
+  kProducer,
   kOptimizer,
   kScheduler,
   kHook,
 };
 
 inline constexpr std::array<Kind, 12> kAllKinds = {
-    Kind::kDataset,     Kind::kTransform, Kind::kBackbone,  Kind::kHead,
-    Kind::kModel,       Kind::kLoss,      Kind::kMetric,    Kind::kDistiller,
-    Kind::kPartitioner, Kind::kOptimizer, Kind::kScheduler, Kind::kHook};
+    Kind::kDataset,  Kind::kTransform, Kind::kBackbone,  Kind::kHead,
+    Kind::kModel,    Kind::kLoss,      Kind::kMetric,    Kind::kDistiller,
+    Kind::kProducer, Kind::kOptimizer, Kind::kScheduler, Kind::kHook};
 
 // "dataset", "backbone", ... as used in messages and `kdhost plugins`.
 absl::string_view KindName(Kind kind);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,11 +20,19 @@ struct DatasetInfo {
 
   std::string task;                      // "multilabel", "segmentation", "sgg", ...
   std::vector<std::string> class_names;  // label index -> name (object classes for "sgg")
-  // Scene graphs: predicate index -> name, index 0 being "__background__" (no relation).
-  std::vector<std::string> predicate_names;
+  // Further named label spaces, index -> name, e.g. "sgg.predicates" (the predicates of a scene
+  // graph, index 0 being "__background__"); see docs/tensor-keys.md. Exports keep them, so a
+  // model rebuilt from an export sees the label spaces it was trained on.
+  std::map<std::string, std::vector<std::string>> vocabularies;
   // Statistics of the split that models and metrics initialise from, e.g. "sgg.predicate_counts"
   // (see docs/tensor-keys.md). Empty for datasets that have none.
   TensorDict statistics;
+
+  // The vocabulary `name`, or null when the data has none by that name.
+  const std::vector<std::string>* Vocabulary(const std::string& name) const {
+    auto it = vocabularies.find(name);
+    return it == vocabularies.end() ? nullptr : &it->second;
+  }
 };
 
 class Dataset : public Component {
@@ -35,10 +44,11 @@ class Dataset : public Component {
   // Builds a batch. The default stacks every key along a new first dimension.
   virtual TensorDict Collate(std::vector<TensorDict> samples) const;
   virtual DatasetInfo Info() const;
-  // Every sample's `labels` stacked into [N, K], for statistics over a whole split (label
-  // partitions). The default reads each sample with Get; datasets that hold their labels apart
-  // from their images should return them directly instead of decoding every image.
-  virtual torch::Tensor LabelMatrix() const;
+  // The key `key` of every sample stacked along a new first dimension (e.g. "labels" [N, K]), for
+  // statistics over a whole split, when the dataset can give it without decoding the samples (it
+  // holds its labels apart from its images). An undefined tensor when it cannot; callers then read
+  // the samples with Get.
+  virtual torch::Tensor Column(const std::string& key) const;
 };
 
 // A per-sample transform applied by datasets that take a `transforms` list. Must be thread-safe.

@@ -148,6 +148,9 @@ class BuildContext {
   std::shared_ptr<Model> LoadTeacher(const Options& spec) const;
   std::vector<StageRef> FindStages(const std::string& name) const;
   std::filesystem::path StageFile(const std::string& stage, const std::string& file) const;
+  // The directory of the artefact `name` made by the finished stage `stage` (see kd/producer.h).
+  // Throws kd::Error naming the artefacts the stage has when it made none called `name`.
+  std::filesystem::path ArtifactDir(const std::string& stage, const std::string& name) const;
   std::shared_ptr<Model> LoadStageModel(const std::string& stage, const std::string& artifact,
                                         bool train_mode) const;
 
@@ -162,17 +165,18 @@ class BuildContext {
   BuildContext WithDatasetInfo(const DatasetInfo* info) const;
   BuildContext WithStageAccess(const StageAccess* stages) const;
 
-  // The stage's `model` table while its distiller is built, null elsewhere. Self-distillation
-  // methods build a copy of the student from it (ctx.Build<Model>(Kind::kModel, *student_model())).
-  const Options* student_model() const { return student_model_; }
-  BuildContext WithStudentModel(const Options* model) const;
+  // The whole validated config of the stage whose components are being built (its `model`,
+  // `loss`, `train`, ... tables), null outside a stage. A self-distillation method builds a copy
+  // of the student from it: ctx.Build<Model>(Kind::kModel, ctx.stage_config()->Sub("model")).
+  const Options* stage_config() const { return stage_config_; }
+  BuildContext WithStageConfig(const Options* config) const;
 
  private:
   const Registry* registry_;
   torch::Device device_;
   const Backbone* backbone_ = nullptr;
   const DatasetInfo* dataset_info_ = nullptr;
-  const Options* student_model_ = nullptr;
+  const Options* stage_config_ = nullptr;
   const StageAccess& Stages() const;
   const StageAccess* stages_ = nullptr;
 };

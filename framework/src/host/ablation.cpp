@@ -411,7 +411,7 @@ absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan
       row.status = "interrupted";
       for (const StageResult& r : *results) {
         if (r.status == "reused") ++reused[r.dir.string()];
-        if (r.status == "trained" || r.status == "computed") ++trained[r.dir.string()];
+        if (r.status == "trained" || r.status == "produced") ++trained[r.dir.string()];
         if (r.name != run.target) continue;
         row.status = r.status == "interrupted" ? "interrupted" : "done";
         row.seconds = r.seconds;

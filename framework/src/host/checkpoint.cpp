@@ -129,10 +129,14 @@ absl::Status SaveModelExport(const fs::path& path, const ModelExport& data) {
   c10::List<std::string> class_names;
   for (const std::string& name : data.class_names) class_names.push_back(name);
   dict.insert("class_names", class_names);
-  if (!data.predicate_names.empty()) {
-    c10::List<std::string> predicate_names;
-    for (const std::string& name : data.predicate_names) predicate_names.push_back(name);
-    dict.insert("predicate_names", predicate_names);
+  if (!data.vocabularies.empty()) {
+    c10::Dict<std::string, c10::List<std::string>> vocabularies;
+    for (const auto& [key, names] : data.vocabularies) {
+      c10::List<std::string> list;
+      for (const std::string& name : names) list.push_back(name);
+      vocabularies.insert(key, list);
+    }
+    dict.insert("vocabularies", vocabularies);
   }
   dict.insert("state_dict", ToDict(data.state));
   dict.insert("metrics", MetricsValue(data.metrics));
@@ -151,9 +155,19 @@ absl::StatusOr<ModelExport> LoadModelExport(const fs::path& path) {
         out.class_names.push_back(name.toStringRef());
       }
     }
-    if (dict.contains("predicate_names")) {
+    if (dict.contains("vocabularies")) {
+      for (const auto& item : dict.at("vocabularies").toGenericDict()) {
+        std::vector<std::string>& names = out.vocabularies[item.key().toStringRef()];
+        for (const c10::IValue& name : item.value().toListRef()) {
+          names.push_back(name.toStringRef());
+        }
+      }
+    }
+    // Exports written by kd API 3 kept the scene-graph predicates under their own key.
+    if (dict.contains("predicate_names") && !out.vocabularies.count("sgg.predicates")) {
+      std::vector<std::string>& names = out.vocabularies["sgg.predicates"];
       for (const c10::IValue& name : dict.at("predicate_names").toListRef()) {
-        out.predicate_names.push_back(name.toStringRef());
+        names.push_back(name.toStringRef());
       }
     }
     out.state = FromDict(dict.at("state_dict"));

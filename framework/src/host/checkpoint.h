@@ -45,9 +45,10 @@ absl::StatusOr<LoadReport> LoadModuleState(torch::nn::Module& module, const Stat
                                            LoadMode mode, const std::string& source);
 
 struct ModelExport {
-  std::string model_config;                  // TOML of the model table
-  std::vector<std::string> class_names;      // of the split it was trained on (rebuilds its head)
-  std::vector<std::string> predicate_names;  // scene graphs: the predicate space, likewise
+  std::string model_config;              // TOML of the model table
+  std::vector<std::string> class_names;  // of the split it was trained on (rebuilds its head)
+  // The other label spaces of that split by name (DatasetInfo::vocabularies), likewise.
+  std::map<std::string, std::vector<std::string>> vocabularies;
   StateDict state;
   std::vector<MetricValue> metrics;
   std::string stage;

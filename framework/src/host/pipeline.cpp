@@ -13,9 +13,9 @@ namespace kd::host {
 
 namespace fs = std::filesystem;
 
-bool StageConfig::IsPartitionStage() const {
-  const CNode* partitions = config->Get("partitions");
-  return partitions != nullptr && partitions->is_array() && !partitions->array().empty();
+bool StageConfig::IsArtifactStage() const {
+  const CNode* artifacts = config->Get("artifacts");
+  return artifacts != nullptr && artifacts->is_array() && !artifacts->array().empty();
 }
 
 const StageConfig* ResolvedConfig::FindStage(absl::string_view name) const {

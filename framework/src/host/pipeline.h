@@ -17,7 +17,7 @@
 #include "host/distributed.h"
 #include "host/host.h"
 #include "kd/metric.h"
-#include "kd/partitioner.h"
+#include "kd/registry.h"
 
 namespace kd::host {
 
@@ -30,8 +30,8 @@ struct StageConfig {
   std::string hash;
   std::filesystem::path dir;
 
-  // A stage with `partitions` computes label partitions instead of training a model.
-  bool IsPartitionStage() const;
+  // A stage with `artifacts` runs producers (kd/producer.h) instead of training a model.
+  bool IsArtifactStage() const;
 };
 
 struct ResolvedConfig {
@@ -81,7 +81,7 @@ struct RunOptions {
 
 struct StageResult {
   std::string name;
-  std::string status;  // "trained", "computed" (partitions), "reused", "interrupted"
+  std::string status;  // "trained", "produced" (artefacts), "reused", "interrupted"
   std::vector<MetricValue> metrics;
   std::vector<std::string> headline;  // the metric names a summary shows (all when empty)
   double seconds = 0;
@@ -92,9 +92,12 @@ struct StageResult {
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options);
 
-// A partition's groups with the label names, one line per group, for people.
-std::string FormatPartition(const LabelPartition& partition,
-                            const std::vector<std::string>& class_names);
+// The directory of the artefact `name` of `stage` (made or not).
+std::filesystem::path ArtifactPath(const StageConfig& stage, const std::string& name);
+
+// What the artefacts of the finished artefact stage `stage` hold: per entry, a heading line and
+// its producer's Describe.
+absl::StatusOr<std::string> DescribeArtifacts(const Registry& registry, const StageConfig& stage);
 
 // The final summary table: one row per stage, one column per metric.
 std::string FormatSummary(const std::vector<StageResult>& results);

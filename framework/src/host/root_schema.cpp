@@ -109,15 +109,17 @@ Schema StageSchema() {
               false)
       .NestedList("hooks", Kind::kHook, "training observers")
       .Table("train", TrainSchema(), "the training loop")
-      .TableList("partitions", PartitionEntrySchema(),
-                 "label partitions to compute from data.train instead of training (a partition "
-                 "stage); each is written to partition/<name>.json");
+      .TableList("artifacts", ArtifactEntrySchema(),
+                 "files to make instead of training (an artefact stage): each entry's producer "
+                 "writes artifacts/<name>/ in the stage directory, for later stages to read");
 }
 
-Schema PartitionEntrySchema() {
+Schema ArtifactEntrySchema() {
   return Schema()
-      .Required("name", OptionType::kString, "name of the partition; its file is <name>.json")
-      .Nested("partitioner", Kind::kPartitioner, "how to partition the labels");
+      .Required("name", OptionType::kString,
+                "name of the artefact (letters, digits, '_', '-'): its directory, and how later "
+                "stages find it")
+      .Nested("producer", Kind::kProducer, "the component that writes the artefact's files");
 }
 
 std::vector<ConfigSection> ConfigSections() {
@@ -133,7 +135,7 @@ std::vector<ConfigSection> ConfigSections() {
       {"data", "`[data]`: the training and evaluation datasets", DataSchema()},
       {"loader", "`[loader]`: batching and the loader threads", LoaderSchema()},
       {"train", "`[train]`: the training loop", TrainSchema()},
-      {"partitions", "Each entry of `partitions` (partition stages)", PartitionEntrySchema()},
+      {"artifacts", "Each entry of `artifacts` (artefact stages)", ArtifactEntrySchema()},
       {"ablation", "`[ablation]`: the grid, seeds and baseline of `kdhost ablate`",
        AblationSchema()},
       {"teacher",

@@ -14,7 +14,7 @@ Schema RunSchema();
 Schema DataSchema();
 Schema LoaderSchema();
 Schema TrainSchema();
-Schema PartitionEntrySchema();
+Schema ArtifactEntrySchema();
 // A complete stage (or single-stage) config.
 Schema StageSchema();
 

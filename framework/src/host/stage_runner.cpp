@@ -12,7 +12,7 @@
 #include "host/progress.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
-#include "kd/partitioner.h"
+#include "kd/producer.h"
 
 namespace kd::host {
 
@@ -104,47 +104,60 @@ bool IsFileName(absl::string_view name) {
   });
 }
 
-// A partition stage: runs each partitioner on the training labels and writes
-// partition/<name>.json (the official PSD format) and partition/class_names.txt.
-absl::StatusOr<TrainOutcome> RunPartitionStage(const Registry& registry, const StageConfig& stage,
-                                               const StageAccess& access, Progress& progress) {
+// Makes one artefact: the producer writes into a fresh <name>.partial/ directory, which becomes
+// artifacts/<name>/ only once it returned.
+void ProduceArtifact(const Options& entry, const BuildContext& ctx, const ProducerInput& input,
+                     const StageConfig& stage, Progress& progress) {
+  const std::string name = entry.String("name");
+  if (!IsFileName(name)) entry.Fail("name", "use letters, digits, '_' and '-' (it names a folder)");
+  const Options spec = entry.Sub("producer");
+  auto producer = ctx.Build<Producer>(Kind::kProducer, spec);
+  const fs::path final_dir = ArtifactPath(stage, name);
+  const fs::path partial = final_dir.parent_path() / (name + ".partial");
+  std::error_code ec;
+  fs::remove_all(partial, ec);
+  ThrowIfError(EnsureDir(partial));
+  try {
+    producer->Produce(input, partial);
+  } catch (const Error& e) {
+    fs::remove_all(partial, ec);
+    throw Error(absl::Status(e.status().code(),
+                             absl::StrCat(e.status().message(), " (while making artefact '", name,
+                                          "' with ", spec.Type(), ")")));
+  } catch (const std::exception& e) {
+    fs::remove_all(partial, ec);
+    spec.Fail("", absl::StrCat(spec.Type(), " failed: ", e.what()));
+  }
+  fs::remove_all(final_dir, ec);
+  fs::rename(partial, final_dir, ec);
+  if (ec) {
+    throw Error(absl::InternalError(absl::StrCat("cannot move ", partial.string(), " to ",
+                                                 final_dir.string(), ": ", ec.message())));
+  }
+  progress.Line(
+      absl::StrCat("[", stage.name, "] artefact ", name, ": ", producer->Describe(final_dir)));
+}
+
+// An artefact stage: each entry of `artifacts` runs its producer once.
+absl::StatusOr<TrainOutcome> RunArtifactStage(const Registry& registry, const StageConfig& stage,
+                                              const StageAccess& access, Progress& progress) {
   const auto started = std::chrono::steady_clock::now();
   try {
     const Options root = MakeOptions(stage.config, stage.config.get(), "");
-    const BuildContext ctx = BuildContext(registry, torch::kCPU).WithStageAccess(&access);
-    const Options data = root.Sub("data");
-    auto dataset = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
-    const torch::Tensor labels = dataset->LabelMatrix();
-    const DatasetInfo info = dataset->Info();
-    if (labels.dim() != 2 || labels.size(0) == 0) {
-      data.Fail("train", absl::StrCat("partitions need a non-empty label matrix [N, K] from the "
-                                      "training split; it gave shape ",
-                                      c10::str(labels.sizes())));
-    }
-    KD_RETURN_IF_ERROR(EnsureDir(stage.dir / "partition"));
-    std::string names;
-    for (const std::string& name : info.class_names) absl::StrAppend(&names, name, "\n");
-    KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "partition" / "class_names.txt", names));
-    for (const Options& entry : root.SubList("partitions")) {
-      const std::string name = entry.String("name");
-      if (!IsFileName(name))
-        entry.Fail("name", "use letters, digits, '_' and '-' (it names a file)");
-      const Options spec = entry.Sub("partitioner");
-      auto partitioner = ctx.Build<Partitioner>(Kind::kPartitioner, spec);
-      LabelPartition partition;
-      try {
-        partition = partitioner->Partition(labels);
-      } catch (const std::exception& e) {
-        spec.Fail("", absl::StrCat("partitioning failed: ", e.what()));
+    const BuildContext ctx =
+        BuildContext(registry, torch::kCPU).WithStageAccess(&access).WithStageConfig(&root);
+    std::shared_ptr<Dataset> train;
+    ProducerInput input;
+    input.train_set = [&] {
+      if (!train) {
+        const Options data = root.Sub("data");
+        if (!data.Has("train")) data.Fail("train", "this stage's producers need a training split");
+        train = ctx.Build<Dataset>(Kind::kDataset, data.Sub("train"));
       }
-      if (absl::Status valid = CheckPartition(partition, labels.size(1)); !valid.ok()) {
-        spec.Fail("",
-                  absl::StrCat(spec.Type(), " returned an invalid partition: ", valid.message()));
-      }
-      KD_RETURN_IF_ERROR(
-          WriteFileAtomic(stage.dir / "partition" / (name + ".json"), PartitionToJson(partition)));
-      progress.Line(absl::StrCat("[", stage.name, "] partition ", name, ":\n",
-                                 FormatPartition(partition, info.class_names)));
+      return train;
+    };
+    for (const Options& entry : root.SubList("artifacts")) {
+      ProduceArtifact(entry, ctx, input, stage, progress);
     }
   } catch (const Error& e) {
     return Annotate(e.status(), absl::StrCat("stage '", stage.name, "'"));
@@ -210,24 +223,33 @@ absl::Status CheckSharedWorkDir(Distributed& dist, const fs::path& work_dir) {
 
 }  // namespace
 
-std::string FormatPartition(const LabelPartition& partition,
-                            const std::vector<std::string>& class_names) {
+fs::path ArtifactPath(const StageConfig& stage, const std::string& name) {
+  return stage.dir / "artifacts" / name;
+}
+
+absl::StatusOr<std::string> DescribeArtifacts(const Registry& registry, const StageConfig& stage) {
   std::string out;
-  for (size_t g = 0; g < partition.groups.size(); ++g) {
-    std::vector<std::string> labels;
-    for (int64_t id : partition.groups[g]) {
-      labels.push_back(static_cast<size_t>(id) < class_names.size()
-                           ? absl::StrCat(id, " ", class_names[static_cast<size_t>(id)])
-                           : absl::StrCat(id));
+  try {
+    const Options root = MakeOptions(stage.config, stage.config.get(), "");
+    const BuildContext ctx = BuildContext(registry, torch::kCPU).WithStageConfig(&root);
+    for (const Options& entry : root.SubList("artifacts")) {
+      const std::string name = entry.String("name");
+      const fs::path dir = ArtifactPath(stage, name);
+      auto producer = ctx.Build<Producer>(Kind::kProducer, entry.Sub("producer"));
+      absl::StrAppend(&out, "stage ", stage.name, ", artefact ", name, " (", dir.string(),
+                      "): ", producer->Describe(dir));
     }
-    absl::StrAppend(&out, "  group ", g, " (", labels.size(), "): ", absl::StrJoin(labels, ", "),
-                    "\n");
+  } catch (const Error& e) {
+    return Annotate(e.status(), absl::StrCat("stage '", stage.name, "'"));
   }
   return out;
 }
 
-absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
-                                                     const RunOptions& options) {
+namespace {
+
+// The stages `options.only` names and every stage they depend on; empty when it names none.
+absl::StatusOr<std::set<std::string>> WantedStages(const ResolvedConfig& config,
+                                                   const RunOptions& options) {
   std::set<std::string> wanted;
   std::vector<std::string> pending = options.only;
   while (!pending.empty()) {
@@ -245,6 +267,87 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
       pending.insert(pending.end(), stage->deps.begin(), stage->deps.end());
     }
   }
+  return wanted;
+}
+
+// Runs an artefact stage: rank 0 makes the artefacts, the others wait for its files.
+absl::StatusOr<TrainOutcome> ProduceStage(Host& host, const StageConfig& stage,
+                                          const PipelineAccess& access, Distributed* dist,
+                                          Progress& progress) {
+  const bool main = dist == nullptr || dist->is_main();
+  progress.Line(absl::StrFormat("[%s] producing artefacts in %s", stage.name, stage.dir.string()));
+  absl::StatusOr<TrainOutcome> produced = TrainOutcome{};
+  if (main) produced = RunArtifactStage(host.registry(), stage, access, progress);
+  if (dist) {
+    KD_ASSIGN_OR_RETURN(bool ok, AgreeOnRank0(*dist, produced.ok(), "artefact stage"));
+    if (!ok && !main) {
+      return absl::AbortedError(
+          absl::StrCat("stage '", stage.name, "': rank 0 failed to make the artefacts"));
+    }
+  }
+  KD_ASSIGN_OR_RETURN(TrainOutcome outcome, std::move(produced));
+  outcome.completed = true;
+  return outcome;
+}
+
+// Trains, produces or reuses one stage (status "interrupted" ends the run).
+absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
+                                     const StageConfig& stage, const RunOptions& options,
+                                     Progress& progress) {
+  Distributed* dist = options.dist;
+  const bool main = dist == nullptr || dist->is_main();
+  const fs::path summary = stage.dir / "summary.toml";
+  std::error_code ec;
+  bool complete = fs::exists(summary, ec);
+  if (dist) {
+    KD_ASSIGN_OR_RETURN(complete, AgreeOnRank0(*dist, complete, "stage reuse decision"));
+  }
+  if (complete) {
+    KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
+    KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
+    progress.Line(
+        absl::StrFormat("[%s] complete in %s; reusing it", stage.name, stage.dir.string()));
+    return reused;
+  }
+  if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
+  const PipelineAccess access(&config, &stage);
+  TrainOutcome outcome;
+  if (stage.IsArtifactStage()) {
+    KD_ASSIGN_OR_RETURN(outcome, ProduceStage(host, stage, access, dist, progress));
+  } else {
+    progress.Line(absl::StrFormat("[%s] training in %s", stage.name, stage.dir.string()));
+    TrainOptions train_options;
+    train_options.stop_after_steps = options.stop_after_steps;
+    train_options.fresh = options.fresh;
+    train_options.progress = options.progress;
+    train_options.dist = dist;
+    KD_ASSIGN_OR_RETURN(outcome, TrainStage(host.registry(), &access,
+                                            {stage.name, stage.dir, stage.config}, train_options));
+  }
+  StageResult result;
+  result.name = stage.name;
+  result.dir = stage.dir;
+  result.steps = outcome.steps;
+  result.seconds = outcome.seconds;
+  result.metrics = outcome.metrics;
+  result.headline = outcome.headline;
+  if (!outcome.completed) {
+    result.status = "interrupted";
+    return result;
+  }
+  if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
+  if (dist) {
+    KD_RETURN_IF_ERROR(CatchDistributed([&] { dist->Barrier("end of stage " + stage.name); }));
+  }
+  result.status = stage.IsArtifactStage() ? "produced" : "trained";
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
+                                                     const RunOptions& options) {
+  KD_ASSIGN_OR_RETURN(const std::set<std::string> wanted, WantedStages(config, options));
   Distributed* dist = options.dist;
   const bool main = dist == nullptr || dist->is_main();
   if (main) {
@@ -256,68 +359,9 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
   std::vector<StageResult> results;
   for (const StageConfig& stage : config.stages) {
     if (!options.only.empty() && !wanted.count(stage.name)) continue;
-    const fs::path summary = stage.dir / "summary.toml";
-    std::error_code ec;
-    bool complete = fs::exists(summary, ec);
-    if (dist) {
-      KD_ASSIGN_OR_RETURN(complete, AgreeOnRank0(*dist, complete, "stage reuse decision"));
-    }
-    if (complete) {
-      KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
-      KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
-      progress.Line(
-          absl::StrFormat("[%s] complete in %s; reusing it", stage.name, stage.dir.string()));
-      results.push_back(std::move(reused));
-      continue;
-    }
-    if (main) {
-      KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
-    }
-    const PipelineAccess access(&config, &stage);
-    TrainOutcome outcome;
-    if (stage.IsPartitionStage()) {
-      progress.Line(absl::StrFormat("[%s] partitioning in %s", stage.name, stage.dir.string()));
-      // Rank 0 computes the partitions; the others wait for its files.
-      absl::StatusOr<TrainOutcome> partitioned = TrainOutcome{};
-      if (main) partitioned = RunPartitionStage(host.registry(), stage, access, progress);
-      if (dist) {
-        KD_ASSIGN_OR_RETURN(bool ok, AgreeOnRank0(*dist, partitioned.ok(), "partition stage"));
-        if (!ok && !main) {
-          return absl::AbortedError(
-              absl::StrCat("stage '", stage.name, "': rank 0 failed to compute the partitions"));
-        }
-      }
-      KD_ASSIGN_OR_RETURN(outcome, std::move(partitioned));
-      outcome.completed = true;
-    } else {
-      progress.Line(absl::StrFormat("[%s] training in %s", stage.name, stage.dir.string()));
-      TrainOptions train_options;
-      train_options.stop_after_steps = options.stop_after_steps;
-      train_options.fresh = options.fresh;
-      train_options.progress = options.progress;
-      train_options.dist = dist;
-      KD_ASSIGN_OR_RETURN(
-          outcome, TrainStage(host.registry(), &access, {stage.name, stage.dir, stage.config},
-                              train_options));
-    }
-    StageResult result;
-    result.name = stage.name;
-    result.dir = stage.dir;
-    result.steps = outcome.steps;
-    result.seconds = outcome.seconds;
-    result.metrics = outcome.metrics;
-    result.headline = outcome.headline;
-    if (!outcome.completed) {
-      result.status = "interrupted";
-      results.push_back(std::move(result));
-      break;
-    }
-    if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
-    if (dist) {
-      KD_RETURN_IF_ERROR(CatchDistributed([&] { dist->Barrier("end of stage " + stage.name); }));
-    }
-    result.status = stage.IsPartitionStage() ? "computed" : "trained";
+    KD_ASSIGN_OR_RETURN(StageResult result, RunStage(host, config, stage, options, progress));
     results.push_back(std::move(result));
+    if (results.back().status == "interrupted") break;
   }
   return results;
 }

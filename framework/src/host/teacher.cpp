@@ -34,7 +34,7 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const fs::path& path,
   // The head is rebuilt for the label space the export was trained on.
   DatasetInfo info;
   info.class_names = data.class_names;
-  info.predicate_names = data.predicate_names;
+  info.vocabularies = data.vocabularies;
   std::shared_ptr<Model> model;
   try {
     model = ctx.WithDatasetInfo(&info).Build<Model>(Kind::kModel, model_options);

@@ -255,13 +255,18 @@ class FixedTeachers : public kd::StageAccess {
   std::shared_ptr<kd::Model> teacher_;
 };
 
-// Builds a distiller from its TOML table as a training stage would, with `teachers`.
-std::shared_ptr<kd::Distiller> MakeDistiller(const std::string& toml,
-                                             const kd::StageAccess& teachers) {
+// The validated distiller table `toml`.
+kd::Options DistillerTable(const std::string& toml) {
   kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(toml, "<test>"));
   kd::ThrowIfError(kd::host::ValidateComponent(table, kd::Kind::kDistiller,
                                                kd::test::SharedHost().registry(), "distiller"));
-  const kd::Options options = kd::host::MakeOptions(std::move(table), "distiller");
+  return kd::host::MakeOptions(std::move(table), "distiller");
+}
+
+// Builds a distiller from its TOML table as a training stage would, with `teachers`.
+std::shared_ptr<kd::Distiller> MakeDistiller(const std::string& toml,
+                                             const kd::StageAccess& teachers) {
+  const kd::Options options = DistillerTable(toml);
   const kd::BuildContext ctx =
       kd::BuildContext(kd::test::SharedHost().registry(), torch::kCPU).WithStageAccess(&teachers);
   return ctx.Build<kd::Distiller>(kd::Kind::kDistiller, options);
@@ -381,7 +386,10 @@ TEST_CASE("Compose adds the terms of its parts and refuses two parts with the sa
                                    "[[parts]]\ntype = \"distillers::LogitMSE\"\n" + kTeacherTable +
                                    "weight = 2.0\nreduction = \"sum\"\nlogits_key = \"aux\"\n",
                                teachers);
-  CHECK_FALSE(compose->ReplacesTaskLoss());
+  // Neither part replaces the task loss, so the stage adds it to the terms.
+  CHECK_FALSE(kd::ReplacesTaskLoss(DistillerTable(std::string("type = \"distillers::Compose\"\n") +
+                                                  "[[parts]]\ntype = \"distillers::KD\"\n" +
+                                                  kTeacherTable)));
   const kd::TensorDict terms = compose->Forward({{"image", image}}, outputs, kd::StepInfo{});
   CHECK(terms.Keys() == std::vector<std::string>{"loss.kd", "loss.logit_mse"});
   // The LogitMSE part alone gives 47.125 on these logits (see the LogitMSE case).

@@ -145,7 +145,7 @@ TEST_CASE("SceneGraphMosaic reports the sgg task with Fashion-MNIST classes and 
   REQUIRE(info.class_names.size() == 10);
   CHECK(info.class_names[0] == "T-shirt/top");
   CHECK(info.class_names[9] == "Ankle boot");
-  CHECK(info.predicate_names == fmnist_tasks::PredicateNames());
+  CHECK(info.vocabularies.at("sgg.predicates") == fmnist_tasks::PredicateNames());
   const torch::Tensor* counts = info.statistics.Find(scene_graph::kPredicateCounts);
   REQUIRE(counts != nullptr);
   CHECK(counts->sizes() == torch::IntArrayRef({10, 10, fmnist_tasks::kNumPredicates + 1}));

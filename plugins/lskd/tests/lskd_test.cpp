@@ -102,20 +102,30 @@ kd::Options Table(const std::string& toml, kd::Kind kind, const std::string& key
   return kd::host::MakeOptions(std::move(table), key);
 }
 
+// A stage config holding only the validated model table `model_toml`.
+kd::Options StageWithModel(const std::string& model_toml) {
+  kd::host::CNode model = kd::ValueOrThrow(kd::host::ParseToml(model_toml, "<test>"));
+  kd::ThrowIfError(
+      kd::host::ValidateComponent(model, kd::Kind::kModel, TestHost().registry(), "model"));
+  kd::host::CTable root;
+  root.emplace("model", std::move(model));
+  return kd::host::MakeOptions(kd::host::CNode(std::move(root)));
+}
+
 // What a training stage gives the distiller: the training data's description (predicates
 // "__background__", "on", "has") and the student's model table.
 struct Stage {
   explicit Stage(const std::string& model_toml = "")
-      : model(Table("type = \"lskd_testing::PairScorer\"\n" + model_toml, kd::Kind::kModel,
-                    "model")) {
+      : model_toml_("type = \"lskd_testing::PairScorer\"\n" + model_toml),
+        model(Table(model_toml_, kd::Kind::kModel, "model")) {
     info.task = "sgg";
     info.class_names = {"cup", "table", "hand"};
-    info.predicate_names = {"__background__", "on", "has"};
+    info.vocabularies["sgg.predicates"] = {"__background__", "on", "has"};
   }
   kd::BuildContext Context(bool with_model = true) const {
     const kd::BuildContext ctx =
         kd::BuildContext(TestHost().registry(), torch::kCPU).WithDatasetInfo(&info);
-    return with_model ? ctx.WithStudentModel(&model) : ctx;
+    return with_model ? ctx.WithStageConfig(&stage) : ctx;
   }
   std::shared_ptr<kd::Model> Student() const {
     return Context().Build<kd::Model>(kd::Kind::kModel, model);
@@ -126,8 +136,11 @@ struct Stage {
                                                           kd::Kind::kDistiller, "distiller"));
   }
 
+  std::string model_toml_;
   kd::DatasetInfo info;
   kd::Options model;
+  // The stage's config as a training stage gives it: here only its model table.
+  kd::Options stage = StageWithModel(model_toml_);
 };
 
 // One image with three boxes: (0, 1) is "on", (1, 2) is "has", every other pair is background.
@@ -245,7 +258,8 @@ TEST_CASE("the distiller's alpha_pos, alpha_neg, tau and soften reach the soft l
               torch::tensor({0.0f, 1.0f, 0.0f, 0.9f, 0.05f, 0.05f}).reshape({2, 3})));
 }
 
-TEST_CASE("loss.lskd is the soft-target cross-entropy averaged over pairs and SGCls adds loss.obj") {
+TEST_CASE(
+    "loss.lskd is the soft-target cross-entropy averaged over pairs and SGCls adds loss.obj") {
   // Synchronous "self", α = 0.5, τ = 1.
   // Pair 0, y = 1, z = [0, ln 2, 0]: softmax(z) = [0.25, 0.5, 0.25]; foreground LSD over (on, has)
   //   = [0, 2/3, 1/3]; ỹ = 0.5·[0, 1, 0] + 0.5·[0, 2/3, 1/3] = [0, 5/6, 1/6].
@@ -255,7 +269,7 @@ TEST_CASE("loss.lskd is the soft-target cross-entropy averaged over pairs and SG
   // Mean: (0.8086718 + 1.0986123) / 2 = 0.9536420.
   const Stage stage;
   auto distiller = stage.Distiller("mode = \"synchronous\"\nsync_source = \"self\"\n");
-  CHECK(distiller->ReplacesTaskLoss());
+  CHECK(kd::ReplacesTaskLoss(Table("type = \"lskd::LSKD\"\n", kd::Kind::kDistiller, "distiller")));
   CHECK(distiller->parameters().empty());
   kd::TensorDict outputs{
       {"rel_logits", torch::tensor({0.0f, std::log(2.0f), 0.0f, 0.0f, 0.0f, 0.0f}).reshape({2, 3})},
@@ -313,7 +327,7 @@ TEST_CASE("iterative LS-KD learns from the student as it was at the end of the p
   auto student = stage.Student();
   student->train();
   auto distiller = stage.Distiller("alpha = 1.0\npositive_lsd = \"all\"\n");
-  CHECK(distiller->ReplacesTaskLoss());
+  CHECK(kd::ReplacesTaskLoss(Table("type = \"lskd::LSKD\"\n", kd::Kind::kDistiller, "distiller")));
   // The snapshot is not trained and not a submodule: its weights are buffers of the distiller.
   CHECK(distiller->parameters().empty());
   std::set<std::string> names;

@@ -112,7 +112,7 @@ TEST_CASE("Coco2014 labels each annotated image with its categories, in category
     CHECK(torch::equal(sample.at("labels"), expected[i].first));
     mlic_test::CheckFixtureImage(sample.at("image"), expected[i].second);
   }
-  CHECK(torch::equal(dataset->LabelMatrix(),
+  CHECK(torch::equal(dataset->Column("labels"),
                      torch::stack({expected[0].first, expected[1].first, expected[2].first})));
 }
 

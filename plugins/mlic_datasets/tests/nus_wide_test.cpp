@@ -92,7 +92,7 @@ TEST_CASE("NusWide keeps unlabelled images on request and reads image_dir and th
   const kd::TensorDict unlabelled = mlic_test::GetSample(*all, 2);
   CHECK(torch::equal(unlabelled.at("labels"), Labels({0, 0, 0, 0})));
   mlic_test::CheckFixtureImage(unlabelled.at("image"), kTrain[2].color);
-  CHECK(torch::equal(all->LabelMatrix().sum(0), Labels({2, 1, 2, 1})));
+  CHECK(torch::equal(all->Column("labels").sum(0), Labels({2, 1, 2, 1})));
 
   auto test = MakeNusWide(root, "image_dir = \"Flickr\"\nsplit = \"test\"\n");
   REQUIRE(test->Size() == 1);

@@ -98,7 +98,7 @@ TEST_CASE("Voc2007 makes difficult labels positive, negative or ignored (-1) as 
     for (int64_t i = 0; i < 3; ++i) {
       CHECK(torch::equal(mlic_test::GetSample(*dataset, i).at("labels"), Expected(kIds[i], value)));
     }
-    CHECK(dataset->LabelMatrix()[2][ClassIndex("dog")].item<float>() == value);
+    CHECK(dataset->Column("labels")[2][ClassIndex("dog")].item<float>() == value);
   }
 }
 

@@ -4,9 +4,13 @@
 
 #include <torch/torch.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "graph_partition.h"
-#include "kd/partitioner.h"
+#include "kd/producer.h"
 #include "kd/rng.h"
+#include "partition.h"
 #include "psd_loss.h"
 #include "test_support.h"
 
@@ -37,7 +41,7 @@ torch::Tensor PlantedLabels(int64_t blocks, int64_t size, int64_t images, uint64
 }
 
 // Mean affinity S (γ = 1) between labels of the same group.
-double WithinGroupAffinity(const kd::LabelPartition& partition, const torch::Tensor& labels) {
+double WithinGroupAffinity(const psd::LabelPartition& partition, const torch::Tensor& labels) {
   const torch::Tensor s =
       psd::SymmetricAffinity(psd::ConditionalProbability(psd::CountCooccurrence(labels)), 1.0);
   double total = 0;
@@ -53,8 +57,35 @@ double WithinGroupAffinity(const kd::LabelPartition& partition, const torch::Ten
   return pairs > 0 ? total / static_cast<double>(pairs) : 0.0;
 }
 
-std::shared_ptr<kd::Partitioner> Partitioner(const std::string& toml) {
-  return kd::test::Make<kd::Partitioner>(kd::Kind::kPartitioner, toml);
+// A split of `labels` alone, which gives them as its "labels" column.
+class LabelsOnly : public kd::Dataset {
+ public:
+  explicit LabelsOnly(torch::Tensor labels) : labels_(std::move(labels)) {}
+  int64_t Size() const override { return labels_.size(0); }
+  kd::TensorDict Get(int64_t index, kd::Rng&) const override {
+    return {{"labels", labels_[index]}};
+  }
+  torch::Tensor Column(const std::string& key) const override {
+    return key == "labels" ? labels_ : torch::Tensor();
+  }
+
+ private:
+  torch::Tensor labels_;
+};
+
+// The partition the producer `toml` makes of `labels`, read back from the files it wrote.
+psd::LabelPartition Partition(const std::string& toml, const torch::Tensor& labels) {
+  auto producer = kd::test::Make<kd::Producer>(kd::Kind::kProducer, toml);
+  static int calls = 0;
+  const std::filesystem::path dir =
+      kd::test::ScratchDir("psd_partition_" + std::to_string(calls++));
+  kd::ProducerInput input;
+  input.train_set = [&] { return std::make_shared<LabelsOnly>(labels); };
+  producer->Produce(input, dir);
+  std::ifstream in(dir / psd::kPartitionFile);
+  std::stringstream text;
+  text << in.rdbuf();
+  return kd::ValueOrThrow(psd::PartitionFromJson(text.str(), "partition.json"));
 }
 
 }  // namespace
@@ -89,8 +120,7 @@ TEST_CASE("the affinities are S = (P^γ + (P^γ)ᵀ)/2 for CGP and 1 − S for D
 
 TEST_CASE("a planted block-structured co-occurrence is recovered exactly by CGP") {
   const torch::Tensor labels = PlantedLabels(3, 4, 600, 11);
-  const kd::LabelPartition partition =
-      Partitioner("type = \"psd::CGP\"\ngroups = 3")->Partition(labels);
+  const psd::LabelPartition partition = Partition("type = \"psd::CGP\"\ngroups = 3", labels);
   // Blocks {0,3,6,9}, {1,4,7,10}, {2,5,8,11}, ordered by their smallest label.
   REQUIRE(partition.groups ==
           std::vector<std::vector<int64_t>>{{0, 3, 6, 9}, {1, 4, 7, 10}, {2, 5, 8, 11}});
@@ -98,11 +128,9 @@ TEST_CASE("a planted block-structured co-occurrence is recovered exactly by CGP"
 
 TEST_CASE("DGP groups have lower within-group co-occurrence than CGP groups") {
   const torch::Tensor labels = PlantedLabels(3, 4, 600, 12);
-  const kd::LabelPartition cgp =
-      Partitioner("type = \"psd::CGP\"\ngroups = 3")->Partition(labels);
-  const kd::LabelPartition dgp =
-      Partitioner("type = \"psd::DGP\"\ngroups = 3")->Partition(labels);
-  REQUIRE(kd::CheckPartition(dgp, 12).ok());
+  const psd::LabelPartition cgp = Partition("type = \"psd::CGP\"\ngroups = 3", labels);
+  const psd::LabelPartition dgp = Partition("type = \"psd::DGP\"\ngroups = 3", labels);
+  REQUIRE(psd::CheckPartition(dgp, 12).ok());
   const double within_cgp = WithinGroupAffinity(cgp, labels);
   const double within_dgp = WithinGroupAffinity(dgp, labels);
   INFO("CGP " << within_cgp << ", DGP " << within_dgp);
@@ -111,41 +139,41 @@ TEST_CASE("DGP groups have lower within-group co-occurrence than CGP groups") {
 
 TEST_CASE("partitions are deterministic for a seed") {
   const torch::Tensor labels = PlantedLabels(4, 3, 300, 5);
-  auto a = Partitioner("type = \"psd::DGP\"\ngroups = 3\nseed = 7")->Partition(labels);
-  auto b = Partitioner("type = \"psd::DGP\"\ngroups = 3\nseed = 7")->Partition(labels);
+  auto a = Partition("type = \"psd::DGP\"\ngroups = 3\nseed = 7", labels);
+  auto b = Partition("type = \"psd::DGP\"\ngroups = 3\nseed = 7", labels);
   REQUIRE(a.groups == b.groups);
-  REQUIRE(Partitioner("type = \"psd::CGP\"\ngroups = 1")->Partition(labels).groups.size() == 1);
+  REQUIRE(Partition("type = \"psd::CGP\"\ngroups = 1", labels).groups.size() == 1);
 }
 
 TEST_CASE("the official partition JSON round-trips and is read by local index, not key order") {
-  kd::LabelPartition partition;
+  psd::LabelPartition partition;
   partition.groups = {{4, 1}, {0, 2, 3}};
-  const std::string json = kd::PartitionToJson(partition);
+  const std::string json = psd::PartitionToJson(partition);
   REQUIRE(json == "[{\"4\": 0, \"1\": 1},\n {\"0\": 0, \"2\": 1, \"3\": 2}]\n");
-  auto back = kd::PartitionFromJson(json, "p.json");
+  auto back = psd::PartitionFromJson(json, "p.json");
   REQUIRE(back.ok());
   REQUIRE(back->groups == partition.groups);
   auto reordered =
-      kd::PartitionFromJson(R"([{"1": 1, "4": 0}, {"3": 2, "0": 0, "2": 1}])", "q.json");
+      psd::PartitionFromJson(R"([{"1": 1, "4": 0}, {"3": 2, "0": 0, "2": 1}])", "q.json");
   REQUIRE(reordered->groups == partition.groups);
-  auto broken = kd::PartitionFromJson("[{\"1\": 0,\n \"x\": 1}]", "bad.json");
+  auto broken = psd::PartitionFromJson("[{\"1\": 0,\n \"x\": 1}]", "bad.json");
   REQUIRE_THAT(std::string(broken.status().message()),
                Contains("bad.json:2:3: expected a label id, got \"x\""));
-  auto gap = kd::PartitionFromJson(R"([{"1": 0, "2": 2}])", "gap.json");
+  auto gap = psd::PartitionFromJson(R"([{"1": 0, "2": 2}])", "gap.json");
   REQUIRE_THAT(std::string(gap.status().message()),
                Contains("local indices must be 0..1 once each"));
-  REQUIRE_THAT(std::string(kd::CheckPartition(partition, 6).message()),
+  REQUIRE_THAT(std::string(psd::CheckPartition(partition, 6).message()),
                Contains("labels in no group: 5"));
 }
 
 TEST_CASE("teacher logits are scattered to their global labels whatever the group order") {
-  kd::LabelPartition partition;
+  psd::LabelPartition partition;
   partition.groups = {{1, 4}, {0, 2, 3}};
   const torch::Tensor g0 = torch::tensor({{10.f, 40.f}});        // labels 1, 4
   const torch::Tensor g1 = torch::tensor({{0.5f, 2.5f, 3.5f}});  // labels 0, 2, 3
   const torch::Tensor assembled = psd::AssembleTeacherLogits({g0, g1}, partition, 5);
   REQUIRE(torch::equal(assembled, torch::tensor({{0.5f, 10.f, 2.5f, 3.5f, 40.f}})));
-  kd::LabelPartition shuffled;
+  psd::LabelPartition shuffled;
   shuffled.groups = {{0, 2, 3}, {1, 4}};
   REQUIRE(torch::equal(psd::AssembleTeacherLogits({g1, g0}, shuffled, 5), assembled));
   // A label no group covers keeps the official initial value 1.

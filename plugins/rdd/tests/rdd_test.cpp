@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "host/options_impl.h"
+#include "host/train/stage_trainer.h"
 #include "host/validate.h"
 #include "kd/distiller.h"
 #include "kd/model.h"
@@ -162,15 +163,23 @@ class OneTeacher : public kd::StageAccess {
   std::shared_ptr<kd::Model> teacher_;
 };
 
-std::shared_ptr<kd::Distiller> MakeRdd(const std::string& options, const kd::StageAccess& stages) {
-  kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(
-      "type = \"rdd::RDD\"\nteacher = { checkpoint = \"t.pt\" }\n" + options, "<test>"));
+// The validated `distiller` table `toml`.
+kd::Options DistillerTable(const std::string& toml) {
+  kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(toml, "<test>"));
   kd::ThrowIfError(kd::host::ValidateComponent(table, kd::Kind::kDistiller,
                                                kd::test::SharedHost().registry(), "distiller"));
+  return kd::host::MakeOptions(std::move(table), "distiller");
+}
+
+// The validated `distiller` table of rdd::RDD with `options`.
+kd::Options RddTable(const std::string& options) {
+  return DistillerTable("type = \"rdd::RDD\"\nteacher = { checkpoint = \"t.pt\" }\n" + options);
+}
+
+std::shared_ptr<kd::Distiller> MakeRdd(const std::string& options, const kd::StageAccess& stages) {
   const kd::BuildContext ctx =
       kd::BuildContext(kd::test::SharedHost().registry(), torch::kCPU).WithStageAccess(&stages);
-  return ctx.Build<kd::Distiller>(kd::Kind::kDistiller,
-                                  kd::host::MakeOptions(std::move(table), "distiller"));
+  return ctx.Build<kd::Distiller>(kd::Kind::kDistiller, RddTable(options));
 }
 
 kd::StepInfo Step(int64_t step) {
@@ -216,7 +225,11 @@ TEST_CASE("rdd::RDD trains with TFE-RDD for the first 10% of the steps, then TSE
   Case c;
   OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
   auto distiller = MakeRdd("min_kept = 0\n", stages);
-  CHECK(distiller->ReplacesTaskLoss());
+  // loss.rdd is the re-weighted task loss: the stage trains without its own `loss`, and cannot
+  // be told to add it.
+  CHECK(kd::ReplacesTaskLoss(RddTable("min_kept = 0\n")));
+  CHECK_THROWS_WITH(RddTable("task_loss = \"add\"\n"),
+                    Catch::Contains("distiller.task_loss") && Catch::Contains("replace"));
   CHECK(distiller->parameters().empty());
 
   const kd::TensorDict early = distiller->Forward(c.batch, c.outputs, Step(9));
@@ -278,4 +291,24 @@ TEST_CASE("rdd::RDD names the missing auxiliary head of the teacher and how to a
   CHECK_THROWS_WITH(
       distiller->Forward(c.batch, c.outputs, Step(0)),
       Catch::Contains("no 'aux_logits' output") && Catch::Contains("seg_heads::FCNHead"));
+}
+
+TEST_CASE("a stage with RDD alone or as a part of Compose trains without its task loss") {
+  const kd::Registry& registry = kd::test::SharedHost().registry();
+  const std::string rdd = "[[parts]]\ntype = \"rdd::RDD\"\nteacher = { checkpoint = \"t.pt\" }\n";
+  const std::string cwd =
+      "[[parts]]\ntype = \"distillers::CWD\"\nteacher = { checkpoint = \"t.pt\" }\n";
+  CHECK(kd::host::TaskLossReplaced(registry, RddTable("")));
+  CHECK(kd::host::TaskLossReplaced(registry,
+                                   DistillerTable("type = \"distillers::Compose\"\n" + cwd + rdd)));
+  CHECK_FALSE(kd::host::TaskLossReplaced(registry,
+                                         DistillerTable("type = \"distillers::Compose\"\n" + cwd)));
+  // Two parts that each compute the task loss would count it twice.
+  Case c;
+  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
+  const kd::BuildContext ctx = kd::BuildContext(registry, torch::kCPU).WithStageAccess(&stages);
+  CHECK_THROWS_WITH(
+      ctx.Build<kd::Distiller>(kd::Kind::kDistiller,
+                               DistillerTable("type = \"distillers::Compose\"\n" + rdd + rdd)),
+      Catch::Contains("rdd::RDD and rdd::RDD both replace the task loss"));
 }

@@ -241,7 +241,7 @@ TEST_CASE("VG150 reports the names and the split's predicate counts") {
   const kd::DatasetInfo info = train->Info();
   CHECK(info.task == "sgg");
   CHECK(info.class_names == std::vector<std::string>{"cat", "tree", "dog", "man"});
-  CHECK(info.predicate_names ==
+  CHECK(info.vocabularies.at("sgg.predicates") ==
         std::vector<std::string>{"__background__", "has", "on", "of", "wearing", "near"});
   const torch::Tensor counts = info.statistics.at(scene_graph::kPredicateCounts);
   REQUIRE(counts.sizes() == torch::IntArrayRef({4, 4, 6}));

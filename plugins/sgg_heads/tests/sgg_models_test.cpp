@@ -142,7 +142,7 @@ TEST_CASE("the frequency bias starts from the log predicate frequencies", "[sgg]
   kd::DatasetInfo info;
   info.task = "sgg";
   info.class_names = {"a", "b", "c", "d"};
-  info.predicate_names = {"__background__", "p", "q", "r"};
+  info.vocabularies["sgg.predicates"] = {"__background__", "p", "q", "r"};
   torch::Tensor counts = torch::zeros({kClasses, kClasses, kPredicates + 1}, torch::kLong);
   counts[0][1] = torch::tensor({6, 3, 1, 0}, torch::kLong);
   info.statistics.Set("sgg.predicate_counts", counts);

@@ -608,7 +608,7 @@ TEST_CASE("SGGRecall is registered as a metric built from its options and the da
   kd::DatasetInfo info;
   info.task = "sgg";
   info.class_names = {"person", "horse", "hat", "grass"};
-  info.predicate_names = kPredicateNames;
+  info.vocabularies["sgg.predicates"] = kPredicateNames;
   info.statistics.Set("sgg.predicate_counts", torch::zeros({4, 4, 5}, torch::kLong));
 
   // Defaults: K = 20, 50, 100, primary R@100, zR with the statistic, R@100/<predicate>.

@@ -138,12 +138,13 @@ StageTrainer::After StageTrainer::MicroBatch(const TensorDict& batch, Loop& loop
   return FinishStep(batch, terms, loop);
 }
 
-// The task loss's terms and the distiller's (unless it replaces the task loss).
+// The task loss's terms and the distiller's (without the task loss when the distiller's table
+// says task_loss = "replace").
 TensorDict StageTrainer::ComputeTerms(const TensorDict& batch) {
   AutocastGuard autocast(autocast_, train_.autocast_dtype());
   TensorDict outputs = Guarded("model forward", [&] { return model_->Forward(batch); });
   TensorDict terms;
-  if (!distiller_ || !distiller_->ReplacesTaskLoss()) {
+  if (!task_loss_replaced_) {
     terms =
         Guarded("loss " + root_.Sub("loss").Type(), [&] { return loss_->Forward(outputs, batch); });
   }

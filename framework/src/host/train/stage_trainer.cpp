@@ -14,6 +14,26 @@ namespace kd::host {
 
 namespace fs = std::filesystem;
 
+// The loss combination's rule (kd/distiller.h): the distiller table, or a distiller nested in it,
+// says task_loss = "replace".
+bool TaskLossReplaced(const Registry& registry, const Options& distiller) {
+  if (ReplacesTaskLoss(distiller)) return true;
+  const ComponentInfo* info = ValueOrThrow(registry.Find(Kind::kDistiller, distiller.Type()));
+  for (const OptionSpec& spec : info->schema.options()) {
+    if (spec.component_kind != Kind::kDistiller || !distiller.Has(spec.name)) continue;
+    if (spec.type == OptionType::kComponent &&
+        TaskLossReplaced(registry, distiller.Sub(spec.name))) {
+      return true;
+    }
+    if (spec.type == OptionType::kComponentList) {
+      for (const Options& part : distiller.SubList(spec.name)) {
+        if (TaskLossReplaced(registry, part)) return true;
+      }
+    }
+  }
+  return false;
+}
+
 StageTrainer::StageTrainer(const Registry& registry, const StageAccess* stages,
                            const StageRun& stage, const TrainOptions& options)
     : registry_(registry),
@@ -30,7 +50,8 @@ StageTrainer::StageTrainer(const Registry& registry, const StageAccess* stages,
 void StageTrainer::Setup(bool for_training) {
   SetUpProcess();
   CheckStageTables(for_training);
-  BuildContext ctx = BuildContext(registry_, device_).WithStageAccess(stages_);
+  BuildContext ctx =
+      BuildContext(registry_, device_).WithStageAccess(stages_).WithStageConfig(&root_);
   BuildModelAndData(ctx, for_training);
   if (for_training) {
     BuildTraining(ctx);
@@ -134,9 +155,8 @@ LoaderOptions StageTrainer::LoaderSettings(bool training) const {
 void StageTrainer::BuildTraining(const BuildContext& ctx) {
   loss_ = ctx.Build<Loss>(Kind::kLoss, root_.Sub("loss"));
   if (root_.Has("distiller")) {
-    const Options model_options = root_.Sub("model");
-    distiller_ = ctx.WithStudentModel(&model_options)
-                     .Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
+    distiller_ = ctx.Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
+    task_loss_replaced_ = TaskLossReplaced(registry_, root_.Sub("distiller"));
     distiller_->to(device_);
     Guarded("distiller " + root_.Sub("distiller").Type(),
             [&] { distiller_->MoveTeachers(device_); });
@@ -257,7 +277,7 @@ void StageTrainer::ExportModel(const fs::path& path, const std::vector<MetricVal
   ModelExport data;
   data.model_config = root_.Sub("model").ToToml();
   data.class_names = dataset_info_.class_names;
-  data.predicate_names = dataset_info_.predicate_names;
+  data.vocabularies = dataset_info_.vocabularies;
   if (ema) ema_->Swap();
   data.state = ModuleState(*model_);
   if (ema) ema_->Swap();

@@ -34,6 +34,10 @@
 
 namespace kd::host {
 
+// Whether a stage whose distiller table is `distiller` trains without its task loss: the table, or
+// a distiller nested in it, says task_loss = "replace" (the loss combination, kd/distiller.h).
+bool TaskLossReplaced(const Registry& registry, const Options& distiller);
+
 class StageTrainer {
  public:
   StageTrainer(const Registry& registry, const StageAccess* stages, const StageRun& stage,
@@ -118,6 +122,7 @@ class StageTrainer {
   std::shared_ptr<Loss> loss_;
   Evaluator::Metrics metrics_;
   std::shared_ptr<Distiller> distiller_;
+  bool task_loss_replaced_ = false;  // the distiller's `task_loss = "replace"`
   std::vector<std::shared_ptr<Hook>> hooks_;
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
   std::unique_ptr<OptimWrapper> optim_;

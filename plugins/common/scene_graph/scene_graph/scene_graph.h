@@ -26,6 +26,10 @@ namespace scene_graph {
 // when not `bg_must_overlap`).
 inline constexpr const char* kPredicateCounts = "sgg.predicate_counts";
 
+// The name of the DatasetInfo vocabulary of predicates: index -> name, index 0 being
+// "__background__" (no relation), then the P predicates.
+inline constexpr const char* kPredicates = "sgg.predicates";
+
 // Pads and stacks scene-graph samples into a batch as described above. Throws kd::Error naming
 // the sample position when a key is missing or has the wrong rank.
 kd::TensorDict Collate(std::vector<kd::TensorDict> samples);

@@ -1,4 +1,4 @@
-#include "kd/partitioner.h"
+#include "partition.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kd/error.h"
+#include "kd/rng.h"
 
-namespace kd {
+namespace psd {
 
 absl::Status CheckPartition(const LabelPartition& partition, int64_t num_labels) {
   std::vector<int> seen(static_cast<size_t>(num_labels), -1);
@@ -177,4 +178,32 @@ absl::StatusOr<LabelPartition> PartitionFromJson(absl::string_view text,
   return PartitionReader(text, source).Read();
 }
 
-}  // namespace kd
+std::string FormatPartition(const LabelPartition& partition,
+                            const std::vector<std::string>& class_names) {
+  std::string out = absl::StrCat(partition.groups.size(), " groups\n");
+  for (size_t g = 0; g < partition.groups.size(); ++g) {
+    std::vector<std::string> labels;
+    for (int64_t id : partition.groups[g]) {
+      labels.push_back(static_cast<size_t>(id) < class_names.size()
+                           ? absl::StrCat(id, " ", class_names[static_cast<size_t>(id)])
+                           : absl::StrCat(id));
+    }
+    absl::StrAppend(&out, "  group ", g, " (", labels.size(), "): ", absl::StrJoin(labels, ", "),
+                    "\n");
+  }
+  return out;
+}
+
+torch::Tensor LabelMatrix(const kd::Dataset& dataset) {
+  if (torch::Tensor column = dataset.Column("labels"); column.defined()) return column;
+  std::vector<torch::Tensor> rows;
+  rows.reserve(static_cast<size_t>(dataset.Size()));
+  for (int64_t i = 0; i < dataset.Size(); ++i) {
+    kd::Rng rng(kd::Rng::Derive({0, static_cast<uint64_t>(i)}));
+    rows.push_back(dataset.Get(i, rng).at("labels"));
+  }
+  if (rows.empty()) return torch::zeros({0, 0});
+  return torch::stack(rows);
+}
+
+}  // namespace psd

@@ -1,0 +1,88 @@
+// kdhost's command line: the commands and their flags, the parsed arguments, usage and error
+// messages, and what several commands share (resolving a config, choosing a stage).
+#pragma once
+
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "host/host.h"
+#include "host/pipeline.h"
+
+namespace kdhost {
+
+using kd::host::Host;
+
+// Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (config, plugin, file).
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
+struct Flag {
+  std::string name;   // "--set"
+  std::string value;  // placeholder for the value; empty: a switch
+  std::string help;
+  bool repeatable = false;
+};
+
+struct Command {
+  std::string name;
+  std::string positional;  // "CONFIG", "NAME" or ""
+  std::string summary;
+  std::vector<Flag> flags;
+};
+
+// The flags of every command that reads a config.
+inline const std::vector<Flag> kConfigFlags = {
+    {"--set", "KEY.PATH=VALUE", "override a config value (TOML value; repeatable)", true},
+    {"--plugin-path", "DIR", "also look for plugins in DIR (repeatable, ':'-separated)", true},
+};
+
+// The commands, in the order `kdhost --help` lists them.
+std::vector<Command> Commands();
+void PrintUsage(std::FILE* out);
+
+struct Args {
+  std::string positional;
+  std::map<std::string, std::vector<std::string>> values;
+  bool Has(const std::string& flag) const { return values.count(flag) > 0; }
+  std::string Get(const std::string& flag, const std::string& fallback = "") const {
+    auto it = values.find(flag);
+    return it == values.end() || it->second.empty() ? fallback : it->second.back();
+  }
+  std::vector<std::string> All(const std::string& flag) const {
+    auto it = values.find(flag);
+    return it == values.end() ? std::vector<std::string>{} : it->second;
+  }
+};
+
+// Prints the usage error `message` for `c`; returns kUsage.
+int Usage(const Command& c, const std::string& message);
+// Prints `status` as kdhost's error; returns kUsage for bad input, else kFailed.
+int Fail(const absl::Status& status);
+// "rank N: " in the messages of a data-parallel process.
+extern std::string g_rank_prefix;
+
+// Parses argv for command `c`; returns nullopt after printing help or an error (code in *exit).
+std::optional<Args> Parse(const Command& c, int argc, char** argv, int* exit);
+// Reads the positive integer `flag` into *out when given; false when it is not one.
+bool IntFlag(const Args& args, const std::string& flag, int64_t* out);
+// The config named by the positional argument, with --set and --plugin-path applied.
+absl::StatusOr<kd::host::ResolvedConfig> Resolve(Host& host, const Args& args);
+// The stage named by --stage, else the last.
+absl::StatusOr<const kd::host::StageConfig*> SelectStage(const kd::host::ResolvedConfig& config,
+                                                         const Args& args);
+
+// The commands (commands.cpp).
+int RunOrTrain(const Command& c, const Args& args);
+int Eval(const Command& c, const Args& args);
+int Config(const Command& c, const Args& args);
+int Produce(const Command& c, const Args& args);
+int Ablate(const Command& c, const Args& args);
+int Plugins(const Command& c, const Args& args);
+int Describe(const Command& c, const Args& args);
+
+}  // namespace kdhost

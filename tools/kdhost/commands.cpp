@@ -1,0 +1,324 @@
+// The commands of kdhost: run and train, eval, config, produce, ablate, plugins, describe.
+#include <torch/torch.h>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli.h"
+#include "host/ablation.h"
+#include "host/files.h"
+#include "host/host.h"
+#include "host/names.h"
+#include "host/pipeline.h"
+#include "host/reference.h"
+#include "host/root_schema.h"
+#include "host/sanitizer_defaults.h"
+#include "host/teacher.h"
+#include "host/trainer.h"
+#include "host/validate.h"
+#include "kd/abi.h"
+
+namespace kdhost {
+
+namespace fs = std::filesystem;
+
+int RunOrTrain(const Command& c, const Args& args) {
+  int64_t stop_after = 0, bench = 0;
+  if (!IntFlag(args, "--stop-after", &stop_after))
+    return Usage(c, "--stop-after needs a positive integer");
+  if (!IntFlag(args, "--bench", &bench)) return Usage(c, "--bench needs a positive integer");
+  auto launch = kd::host::ReadLaunchEnv(args.Has("--launcher") ? args.Get("--launcher") : "auto",
+                                        [](const char* name) { return std::getenv(name); });
+  if (!launch.ok()) return Fail(launch.status());
+  if (launch->distributed()) g_rank_prefix = absl::StrCat("rank ", launch->rank, ": ");
+  Host host;
+  auto config = Resolve(host, args);
+  if (!config.ok()) return Fail(config.status());
+  std::unique_ptr<kd::host::Distributed> dist;
+  if (launch->distributed()) {
+    double timeout_s = 600;
+    if (const auto* run = config->stages.front().config->Get("run")) {
+      if (const auto* t = run->Get("dist_timeout_s")) timeout_s = t->as_float();
+    }
+    auto connected = kd::host::Distributed::Connect(
+        *launch, std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    if (!connected.ok()) return Fail(connected.status());
+    dist = std::move(*connected);
+  }
+  kd::host::RunOptions options;
+  options.dist = dist.get();
+  options.stop_after_steps = stop_after;
+  options.fresh = args.Has("--fresh");
+  options.progress = !args.Has("--quiet");
+  if (c.name == "run") {
+    options.only = args.All("--stage");
+  } else {
+    auto stage = SelectStage(*config, args);
+    if (!stage.ok()) return Fail(stage.status());
+    options.only = {(*stage)->name};
+    if (bench > 0) {
+      const kd::host::PipelineAccess access(&*config, *stage);
+      kd::host::TrainOptions train_options;
+      train_options.bench_steps = bench;
+      train_options.dist = dist.get();
+      train_options.progress = options.progress;
+      auto outcome =
+          kd::host::TrainStage(host.registry(), &access,
+                               {(*stage)->name, (*stage)->dir, (*stage)->config}, train_options);
+      if (!outcome.ok()) return Fail(outcome.status());
+      if (dist) dist->Shutdown();
+      if (dist && !dist->is_main()) return kOk;
+      std::printf("%s", outcome->bench_report.c_str());
+      return kOk;
+    }
+  }
+  auto results = kd::host::RunPipeline(host, *config, options);
+  if (!results.ok()) return Fail(results.status());
+  if (dist) dist->Shutdown();
+  if (dist && !dist->is_main()) return kOk;  // rank 0 reports
+  std::printf("\n%s", kd::host::FormatSummary(*results).c_str());
+  std::printf("run directory: %s\n", config->work_dir.string().c_str());
+  for (const auto& r : *results) {
+    if (r.status == "interrupted") {
+      std::printf("stage '%s' stopped after %lld steps; run the same command again to resume\n",
+                  r.name.c_str(), static_cast<long long>(r.steps));
+    }
+  }
+  return kOk;
+}
+
+int Eval(const Command&, const Args& args) {
+  Host host;
+  auto config = Resolve(host, args);
+  if (!config.ok()) return Fail(config.status());
+  auto stage = SelectStage(*config, args);
+  if (!stage.ok()) return Fail(stage.status());
+  const std::string artifact = args.Get("--artifact", "best");
+  if (artifact != "best" && artifact != "last") {
+    return Fail(absl::InvalidArgumentError("--artifact must be best or last"));
+  }
+  const fs::path path = args.Has("--checkpoint")
+                            ? fs::path(args.Get("--checkpoint"))
+                            : (*stage)->dir / "export" / absl::StrCat(artifact, ".pt");
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) {
+    return Fail(absl::NotFoundError(absl::StrCat("no model export at ", path.string(),
+                                                 "; train the stage first (kdhost run ",
+                                                 args.positional, ") or pass --checkpoint FILE")));
+  }
+  const kd::host::PipelineAccess access(&*config, *stage);
+  auto metrics = kd::host::EvaluateExport(
+      host.registry(), &access, {(*stage)->name, (*stage)->dir, (*stage)->config}, path, true);
+  if (!metrics.ok()) return Fail(metrics.status());
+  std::printf("%s (stage %s)\n", path.string().c_str(), (*stage)->name.c_str());
+  for (const kd::MetricValue& m : *metrics) std::printf("  %-12s %.4f\n", m.name.c_str(), m.value);
+  return kOk;
+}
+
+int Config(const Command&, const Args& args) {
+  Host host;
+  auto config = Resolve(host, args);
+  if (!config.ok()) return Fail(config.status());
+  if (args.Has("--stage")) {
+    auto stage = SelectStage(*config, args);
+    if (!stage.ok()) return Fail(stage.status());
+    std::printf("%s", kd::host::ToToml(*(*stage)->config).c_str());
+    return kOk;
+  }
+  for (const auto& stage : config->stages) {
+    if (!config->single_stage) {
+      std::printf("# ---- stage %s (hash %s, directory %s)\n", stage.name.c_str(),
+                  stage.hash.c_str(), stage.dir.string().c_str());
+    }
+    std::printf("%s\n", kd::host::ToToml(*stage.config).c_str());
+  }
+  return kOk;
+}
+
+int Produce(const Command&, const Args& args) {
+  Host host;
+  auto config = Resolve(host, args);
+  if (!config.ok()) return Fail(config.status());
+  std::vector<const kd::host::StageConfig*> stages;
+  const std::vector<std::string> only = args.All("--stage");
+  for (const auto& stage : config->stages) {
+    const bool named = std::find(only.begin(), only.end(), stage.name) != only.end();
+    if (named && !stage.IsArtifactStage()) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--stage: '", stage.name, "' is not an artefact stage (it has no `artifacts`)")));
+    }
+    if (stage.IsArtifactStage() && (only.empty() || named)) stages.push_back(&stage);
+  }
+  if (stages.empty()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        args.positional, " has no artefact stage (a stage with `artifacts = [...]`)")));
+  }
+  kd::host::RunOptions options;
+  options.progress = !args.Has("--quiet");
+  for (const auto* stage : stages) options.only.push_back(stage->name);
+  auto results = kd::host::RunPipeline(host, *config, options);
+  if (!results.ok()) return Fail(results.status());
+  for (const auto* stage : stages) {
+    auto text = kd::host::DescribeArtifacts(host.registry(), *stage);
+    if (!text.ok()) return Fail(text.status());
+    std::printf("%s", text->c_str());
+  }
+  return kOk;
+}
+
+namespace {
+
+// The plotting script: installed next to kdhost, or in the source tree it was built from.
+fs::path PlotScript() {
+  std::error_code ec;
+  const fs::path installed =
+      fs::path(boost::dll::program_location(ec)).parent_path().parent_path() / "share" / "kdhost" /
+      "ablation_plots.py";
+  if (!ec && fs::exists(installed, ec)) return installed;
+  return KD_SOURCE_PLOT_SCRIPT;
+}
+
+}  // namespace
+
+int Ablate(const Command& c, const Args& args) {
+  int64_t stop_after = 0;
+  if (!IntFlag(args, "--stop-after", &stop_after))
+    return Usage(c, "--stop-after needs a positive integer");
+  const fs::path file = args.positional;
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) {
+    return Fail(
+        absl::NotFoundError(absl::StrCat("config file '", file.string(), "' does not exist")));
+  }
+  kd::host::AblationCli cli;
+  cli.grid = args.All("--grid");
+  cli.seeds = args.Get("--seeds");
+  cli.stage = args.Get("--stage");
+  cli.baseline = args.Get("--baseline");
+  cli.metric = args.Get("--metric");
+  cli.out = args.Get("--out");
+  Host host;
+  auto plan = kd::host::PlanAblation(host, file, args.All("--set"), args.All("--plugin-path"), cli);
+  if (!plan.ok()) return Fail(plan.status());
+  std::printf("%s", kd::host::DescribePlan(*plan).c_str());
+  if (args.Has("--dry-run")) return kOk;
+  const char* env_python = std::getenv("KD_PYTHON");
+  const std::string python = args.Has("--python") ? args.Get("--python")
+                             : env_python         ? env_python
+                                                  : KD_DEFAULT_PYTHON;
+  auto outcome =
+      kd::host::RunAblation(host, *plan, !args.Has("--quiet"), stop_after, python, PlotScript());
+  if (!outcome.ok()) return Fail(outcome.status());
+  std::printf("\n%s\nresults:\n", outcome->summary.c_str());
+  for (const fs::path& path : outcome->files) std::printf("  %s\n", path.string().c_str());
+  if (!outcome->plot_error.empty()) {
+    std::fprintf(stderr, "kdhost: error: no plots: %s\n", outcome->plot_error.c_str());
+  }
+  if (outcome->failed > 0) {
+    std::fprintf(stderr, "kdhost: error: %d run(s) failed (see results.md); rerun to retry them\n",
+                 outcome->failed);
+  }
+  return outcome->failed > 0 || !outcome->plot_error.empty() ? kFailed : kOk;
+}
+
+namespace {
+
+void LoadAllPlugins(Host& host, const Args& args) {
+  host.loader().LoadAll(kd::host::PluginSearchPath(args.All("--plugin-path"), {}));
+}
+
+}  // namespace
+
+int Plugins(const Command&, const Args& args) {
+  Host host;
+  LoadAllPlugins(host, args);
+  std::printf("host: kdhost %s (%s)\nplugin search path:\n", KD_VERSION_STRING,
+              kd::FormatAbiStamp(kd::HostAbiStamp()).c_str());
+  for (const fs::path& dir : kd::host::PluginSearchPath(args.All("--plugin-path"), {})) {
+    std::error_code ec;
+    std::printf("  %s%s\n", dir.string().c_str(), fs::is_directory(dir, ec) ? "" : "  (missing)");
+  }
+  std::printf("plugins:\n");
+  for (const kd::PluginRecord& p : host.registry().plugins()) {
+    std::printf("  %s %s  %s\n    %s\n", p.name.c_str(), p.version.c_str(), p.path.c_str(),
+                p.description.c_str());
+    for (kd::Kind kind : kd::kAllKinds) {
+      std::vector<std::string> names;
+      for (const kd::ComponentInfo* c : host.registry().List(kind)) {
+        if (c->plugin == p.name) names.push_back(c->name);
+      }
+      if (!names.empty()) {
+        std::printf("    %-12s %s\n", absl::StrCat(kd::KindName(kind), ":").c_str(),
+                    absl::StrJoin(names, ", ").c_str());
+      }
+    }
+  }
+  if (!host.loader().problems().empty()) {
+    std::fprintf(stderr, "plugins not loaded:\n");
+    for (const auto& problem : host.loader().problems()) {
+      std::fprintf(stderr, "  %s\n", problem.message.c_str());
+    }
+  }
+  return kOk;
+}
+
+int Describe(const Command& c, const Args& args) {
+  Host host;
+  LoadAllPlugins(host, args);
+  if (args.Has("--all")) {
+    if (args.Has("--markdown")) {
+      std::printf("%s", kd::host::ConfigReferenceMarkdown(host.registry()).c_str());
+      return kOk;
+    }
+    for (const auto& section : kd::host::ConfigSections()) {
+      std::printf("%s\n",
+                  kd::host::DescribeSection(section.name, section.doc, section.schema).c_str());
+    }
+    for (const kd::ComponentInfo* info : host.registry().All()) {
+      std::printf("%s\n", kd::host::DescribeComponent(*info).c_str());
+    }
+    return kOk;
+  }
+  if (args.Has("--markdown")) return Usage(c, "--markdown goes with --all");
+  const std::string& name = args.positional;
+  for (const auto& section : kd::host::ConfigSections()) {
+    if (section.name == name) {
+      std::printf("%s",
+                  kd::host::DescribeSection(section.name, section.doc, section.schema).c_str());
+      return kOk;
+    }
+  }
+  std::vector<const kd::ComponentInfo*> found = host.registry().FindAnyKind(name);
+  if (found.empty()) {
+    std::vector<std::string> candidates;
+    for (const auto& section : kd::host::ConfigSections()) candidates.push_back(section.name);
+    for (const kd::ComponentInfo* info : host.registry().All()) {
+      candidates.push_back(info->name);
+      candidates.push_back(info->QualifiedName());
+    }
+    std::string message = absl::StrCat("no component or config section named '", name, "'");
+    std::vector<std::string> near = kd::host::NearestNames(name, candidates);
+    if (!near.empty()) absl::StrAppend(&message, "; did you mean ", near.front(), "?");
+    absl::StrAppend(&message, " (`kdhost plugins` lists every component)");
+    return Fail(absl::NotFoundError(message));
+  }
+  for (const kd::ComponentInfo* info : found) {
+    std::printf("%s\n", kd::host::DescribeComponent(*info).c_str());
+  }
+  return kOk;
+}
+
+}  // namespace kdhost

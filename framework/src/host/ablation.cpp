@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <cstdio>
-#include <limits>
 #include <map>
 #include <set>
 
@@ -15,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "host/ablation_results.h"
 #include "host/files.h"
 #include "host/progress.h"
 #include "host/validate.h"
@@ -22,17 +20,6 @@
 namespace kd::host {
 
 namespace fs = std::filesystem;
-
-std::pair<double, double> MeanStd(const std::vector<double>& values) {
-  if (values.empty()) return {std::nan(""), std::nan("")};
-  double sum = 0;
-  for (double v : values) sum += v;
-  const double mean = sum / static_cast<double>(values.size());
-  if (values.size() < 2) return {mean, 0.0};
-  double squares = 0;
-  for (double v : values) squares += (v - mean) * (v - mean);
-  return {mean, std::sqrt(squares / static_cast<double>(values.size() - 1))};
-}
 
 Schema AblationSchema() {
   return Schema()
@@ -212,11 +199,49 @@ absl::Status ApplyGridValue(CNode& root, bool single_stage, const std::string& s
   return absl::OkStatus();
 }
 
-std::string CsvField(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string out = "\"";
-  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
+// The stage to ablate: `wanted`, or the pipeline's last stage ("main" for a single-stage config).
+absl::StatusOr<std::string> AblatedStage(const CNode& root, const fs::path& file,
+                                         const std::string& wanted) {
+  const CNode* pipeline = root.Get("pipeline");
+  if (pipeline == nullptr) {
+    if (!wanted.empty() && wanted != "main") {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file.string(), " is a single stage (\"main\"), so there is no stage '",
+                       wanted, "' to ablate"));
+    }
+    return std::string("main");
+  }
+  std::vector<std::string> names;
+  if (pipeline->is_array()) {
+    for (const CNode& name : pipeline->array()) {
+      if (name.is_string()) names.push_back(name.as_string());
+    }
+  }
+  std::string stage = wanted;
+  if (stage.empty() && !names.empty()) stage = names.back();
+  if (std::find(names.begin(), names.end(), stage) == names.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("no stage '", stage, "' to ablate in ",
+                                                   file.string(),
+                                                   " (stages: ", absl::StrJoin(names, ", "), ")"));
+  }
+  return stage;
+}
+
+// Every combination of the axes' values, the first axis varying slowest.
+std::vector<std::vector<const CNode*>> Combinations(const std::vector<GridAxis>& axes) {
+  std::vector<std::vector<const CNode*>> combinations = {{}};
+  for (const GridAxis& axis : axes) {
+    std::vector<std::vector<const CNode*>> next;
+    for (const auto& partial : combinations) {
+      for (const CNode& value : axis.values) {
+        auto extended = partial;
+        extended.push_back(&value);
+        next.push_back(std::move(extended));
+      }
+    }
+    combinations = std::move(next);
+  }
+  return combinations;
 }
 
 // The ablated stage and its dependencies, transitively.
@@ -253,47 +278,10 @@ absl::StatusOr<AblationPlan> PlanAblation(Host& host, const fs::path& file,
   KD_ASSIGN_OR_RETURN(plan.spec, ReadSpec(std::move(ablation), host.registry(), cli));
   root.table().erase("ablation");
 
-  // The stage to ablate.
-  const CNode* pipeline = root.Get("pipeline");
-  const bool single_stage = pipeline == nullptr;
-  std::string stage = plan.spec.stage;
-  if (single_stage) {
-    if (!stage.empty() && stage != "main") {
-      return absl::InvalidArgumentError(
-          absl::StrCat(file.string(), " is a single stage (\"main\"), so there is no stage '",
-                       stage, "' to ablate"));
-    }
-    stage = "main";
-  } else {
-    std::vector<std::string> names;
-    if (pipeline->is_array()) {
-      for (const CNode& name : pipeline->array()) {
-        if (name.is_string()) names.push_back(name.as_string());
-      }
-    }
-    if (stage.empty() && !names.empty()) stage = names.back();
-    if (std::find(names.begin(), names.end(), stage) == names.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("no stage '", stage, "' to ablate in ", file.string(),
-                       " (stages: ", absl::StrJoin(names, ", "), ")"));
-    }
-  }
-
-  // Every combination of the axes, in order, each with every seed.
-  std::vector<std::vector<const CNode*>> combinations = {{}};
-  for (const GridAxis& axis : plan.spec.axes) {
-    std::vector<std::vector<const CNode*>> next;
-    for (const auto& partial : combinations) {
-      for (const CNode& value : axis.values) {
-        auto extended = partial;
-        extended.push_back(&value);
-        next.push_back(std::move(extended));
-      }
-    }
-    combinations = std::move(next);
-  }
+  const bool single_stage = root.Get("pipeline") == nullptr;
+  KD_ASSIGN_OR_RETURN(const std::string stage, AblatedStage(root, file, plan.spec.stage));
   int index = 0;
-  for (const auto& combination : combinations) {
+  for (const auto& combination : Combinations(plan.spec.axes)) {
     std::vector<std::string> parts;
     for (size_t a = 0; a < combination.size(); ++a) {
       parts.push_back(absl::StrCat(plan.spec.axes[a].key, "=", ValueText(*combination[a])));
@@ -369,221 +357,68 @@ std::string DescribePlan(const AblationPlan& plan) {
   return out;
 }
 
+namespace {
+
+// Runs one run of the ablation and records it in its record directory.
+absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run, bool progress,
+                                   int64_t stop_after_steps, Progress& printer, StageUse& use) {
+  AblationRow row;
+  row.run = &run;
+  const StageConfig* target = run.config.FindStage(run.target);
+  row.stage_dir = target->dir;
+  KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "config.toml", ToToml(*target->config)));
+  RunOptions options;
+  options.only = {run.target};
+  options.progress = progress;
+  options.stop_after_steps = stop_after_steps;
+  const auto started = std::chrono::steady_clock::now();
+  auto results = RunPipeline(host, run.config, options);
+  row.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (!results.ok()) {
+    row.status = "failed";
+    row.error = std::string(results.status().message());
+    printer.Line(absl::StrCat("run ", run.index, " failed: ", row.error));
+  } else {
+    // A dependency interrupted before the ablated stage leaves the run interrupted too.
+    row.status = "interrupted";
+    for (const StageResult& r : *results) {
+      if (r.status == "reused") ++use.reused[r.dir.string()];
+      if (r.status == "trained" || r.status == "produced") ++use.made[r.dir.string()];
+      if (r.name != run.target) continue;
+      row.status = r.status == "interrupted" ? "interrupted" : "done";
+      row.seconds = r.seconds;
+      row.metrics = r.metrics;
+      row.headline = r.headline;
+    }
+  }
+  CTable record;
+  record.emplace("variant", CNode(run.variant));
+  record.emplace("seed", CNode(run.seed));
+  record.emplace("status", CNode(row.status));
+  record.emplace("error", CNode(row.error));
+  record.emplace("stage_dir", CNode(row.stage_dir.string()));
+  KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "result.toml", ToToml(CNode(std::move(record)))));
+  return row;
+}
+
+}  // namespace
+
 absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan, bool progress,
                                             int64_t stop_after_steps, const std::string& python,
                                             const fs::path& plot_script) {
-  struct Row {
-    const AblationRun* run;
-    std::string status, error;
-    double seconds = 0, wall = 0;
-    std::vector<MetricValue> metrics;
-    std::vector<std::string> headline;
-    fs::path stage_dir;
-  };
-  std::vector<Row> rows;
-  std::map<std::string, int> trained, reused;  // stage directory -> count
-  AblationOutcome outcome;
   KD_RETURN_IF_ERROR(EnsureDir(plan.out));
   KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "plan.txt", DescribePlan(plan)));
   Progress printer("", 0, progress);
+  std::vector<AblationRow> rows;
+  StageUse use;
   for (const AblationRun& run : plan.runs) {
     printer.Line(absl::StrFormat("== ablation run %03d/%03d: %s, seed %d", run.index,
                                  plan.runs.size(), run.variant, run.seed));
-    Row row;
-    row.run = &run;
-    const StageConfig* target = run.config.FindStage(run.target);
-    row.stage_dir = target->dir;
-    KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "config.toml", ToToml(*target->config)));
-    RunOptions options;
-    options.only = {run.target};
-    options.progress = progress;
-    options.stop_after_steps = stop_after_steps;
-    const auto started = std::chrono::steady_clock::now();
-    auto results = RunPipeline(host, run.config, options);
-    row.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (!results.ok()) {
-      row.status = "failed";
-      row.error = std::string(results.status().message());
-      ++outcome.failed;
-      printer.Line(absl::StrCat("run ", run.index, " failed: ", row.error));
-    } else {
-      // A dependency interrupted before the ablated stage leaves the run interrupted too.
-      row.status = "interrupted";
-      for (const StageResult& r : *results) {
-        if (r.status == "reused") ++reused[r.dir.string()];
-        if (r.status == "trained" || r.status == "produced") ++trained[r.dir.string()];
-        if (r.name != run.target) continue;
-        row.status = r.status == "interrupted" ? "interrupted" : "done";
-        row.seconds = r.seconds;
-        row.metrics = r.metrics;
-        row.headline = r.headline;
-      }
-    }
-    CTable record;
-    record.emplace("variant", CNode(run.variant));
-    record.emplace("seed", CNode(run.seed));
-    record.emplace("status", CNode(row.status));
-    record.emplace("error", CNode(row.error));
-    record.emplace("stage_dir", CNode(row.stage_dir.string()));
-    KD_RETURN_IF_ERROR(
-        WriteFileAtomic(run.record / "result.toml", ToToml(CNode(std::move(record)))));
+    KD_ASSIGN_OR_RETURN(AblationRow row,
+                        RunOne(host, run, progress, stop_after_steps, printer, use));
     rows.push_back(std::move(row));
   }
-
-  // results.csv: every final metric of every run.
-  std::vector<std::string> metric_names, headline;
-  for (const Row& row : rows) {
-    for (const MetricValue& m : row.metrics) {
-      if (std::find(metric_names.begin(), metric_names.end(), m.name) == metric_names.end()) {
-        metric_names.push_back(m.name);
-      }
-    }
-    for (const std::string& name : row.headline) {
-      if (std::find(headline.begin(), headline.end(), name) == headline.end())
-        headline.push_back(name);
-    }
-  }
-  std::string csv = "run,variant,seed,status,seconds,wall_seconds,stage_dir";
-  for (const std::string& name : metric_names) absl::StrAppend(&csv, ",", CsvField(name));
-  absl::StrAppend(&csv, ",error\n");
-  for (const Row& row : rows) {
-    absl::StrAppend(&csv, row.run->index, ",", CsvField(row.run->variant), ",", row.run->seed, ",",
-                    row.status, ",", absl::StrFormat("%.1f", row.seconds), ",",
-                    absl::StrFormat("%.1f", row.wall), ",", CsvField(row.stage_dir.string()));
-    for (const std::string& name : metric_names) {
-      auto it = std::find_if(row.metrics.begin(), row.metrics.end(),
-                             [&](const MetricValue& m) { return m.name == name; });
-      absl::StrAppend(&csv, ",", it == row.metrics.end() ? "" : absl::StrFormat("%.6g", it->value));
-    }
-    absl::StrAppend(&csv, ",", CsvField(row.error), "\n");
-  }
-  KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "results.csv", csv));
-  outcome.files.push_back(plan.out / "results.csv");
-
-  // results.md: mean ± std per variant over its finished runs.
-  const std::string main_metric = !plan.spec.metric.empty() ? plan.spec.metric
-                                  : headline.empty()        ? ""
-                                                            : headline.front();
-  std::vector<std::string> columns = {main_metric};
-  for (const std::string& name : headline) {
-    if (name != main_metric) columns.push_back(name);
-  }
-  if (!main_metric.empty() &&
-      std::find(metric_names.begin(), metric_names.end(), main_metric) == metric_names.end() &&
-      !metric_names.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "main metric '", main_metric,
-        "' is not reported by the runs (they report: ", absl::StrJoin(metric_names, ", "), ")"));
-  }
-  const std::string baseline =
-      plan.spec.baseline.empty() ? plan.variants.front() : plan.spec.baseline;
-  std::map<std::string, std::map<std::string, std::pair<double, double>>> stats;
-  std::map<std::string, int> finished;
-  for (const std::string& variant : plan.variants) {
-    for (const std::string& name : columns) {
-      std::vector<double> values;
-      for (const Row& row : rows) {
-        if (row.run->variant != variant || row.status != "done") continue;
-        for (const MetricValue& m : row.metrics) {
-          if (m.name == name) values.push_back(m.value);
-        }
-      }
-      stats[variant][name] = MeanStd(values);
-      finished[variant] = static_cast<int>(values.size());
-    }
-  }
-  std::map<std::string, std::string> best;  // metric -> variant with the highest mean
-  for (const std::string& name : columns) {
-    double top = -std::numeric_limits<double>::infinity();
-    for (const std::string& variant : plan.variants) {
-      const double mean = stats[variant][name].first;
-      if (!std::isnan(mean) && mean > top) {
-        top = mean;
-        best[name] = variant;
-      }
-    }
-  }
-  std::vector<std::string> seeds;
-  for (int64_t s : plan.spec.seeds) seeds.push_back(std::to_string(s));
-  std::string md = absl::StrCat(
-      "# Ablation of stage `", plan.runs.front().target, "`\n\nConfig `",
-      plan.runs.front().config.file.string(), "`; seeds ", absl::StrJoin(seeds, ", "),
-      "; mean ± sample standard deviation over the finished runs of each variant; **bold**: the "
-      "best mean of a column (higher is better); Δ: difference of the main metric (",
-      main_metric, ") to the baseline `", baseline, "`.\n\n| variant | runs |");
-  for (const std::string& name : columns) absl::StrAppend(&md, " ", name, " |");
-  absl::StrAppend(&md, " Δ ", main_metric, " |\n|---|---|");
-  for (size_t i = 0; i <= columns.size(); ++i) absl::StrAppend(&md, "---|");
-  absl::StrAppend(&md, "\n");
-  const double baseline_mean = stats[baseline][main_metric].first;
-  for (const std::string& variant : plan.variants) {
-    absl::StrAppend(&md, "| ", variant, variant == baseline ? " (baseline)" : "", " | ",
-                    finished[variant], "/", plan.spec.seeds.size(), " |");
-    for (const std::string& name : columns) {
-      const auto [mean, std] = stats[variant][name];
-      std::string cell = std::isnan(mean) ? "-" : absl::StrFormat("%.2f ± %.2f", mean, std);
-      if (best[name] == variant) cell = absl::StrCat("**", cell, "**");
-      absl::StrAppend(&md, " ", cell, " |");
-    }
-    const double mean = stats[variant][main_metric].first;
-    absl::StrAppend(&md, " ",
-                    variant == baseline || std::isnan(mean) || std::isnan(baseline_mean)
-                        ? std::string("-")
-                        : absl::StrFormat("%+.2f", mean - baseline_mean),
-                    " |\n");
-  }
-  std::string failures;
-  for (const Row& row : rows) {
-    if (row.status != "failed") continue;
-    absl::StrAppend(&failures, "- run ", row.run->index, " (", row.run->variant, ", seed ",
-                    row.run->seed, "): ", row.error, "\n");
-  }
-  if (!failures.empty()) absl::StrAppend(&md, "\nFailed runs:\n\n", failures);
-  KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "results.md", md));
-  outcome.files.push_back(plan.out / "results.md");
-
-  // What was computed once and reused.
-  std::string sharing;
-  for (const auto& [dir, count] : reused) {
-    absl::StrAppend(&sharing, "  reused ", count, " time(s): ", dir,
-                    trained.count(dir) ? " (computed in this ablation)" : " (computed before)",
-                    "\n");
-  }
-  outcome.summary =
-      absl::StrCat(md, sharing.empty() ? "" : "\nstages shared between runs:\n", sharing);
-
-  // Plots, drawn by matplotlib through the plotting script.
-  std::error_code ec;
-  const bool any_done =
-      std::any_of(rows.begin(), rows.end(), [](const Row& row) { return row.status == "done"; });
-  if (!any_done) {
-    // Nothing finished yet (an interrupted ablation): nothing to plot.
-  } else if (!fs::exists(plot_script, ec)) {
-    outcome.plot_error = absl::StrCat("the plotting script ", plot_script.string(), " is missing");
-  } else {
-    const std::string command =
-        absl::StrCat("'", python, "' '", plot_script.string(), "' --results '",
-                     (plan.out / "results.csv").string(), "' --metric '", main_metric,
-                     "' --baseline '", baseline, "' --out '", plan.out.string(), "' 2>&1");
-    FILE* pipe = popen(command.c_str(), "r");
-    std::string output;
-    if (pipe != nullptr) {
-      char buffer[4096];
-      size_t n;
-      while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-      const int status = pclose(pipe);
-      if (status != 0) {
-        outcome.plot_error = absl::StrCat("plotting with ", python, " failed: ", output,
-                                          " (set KD_PYTHON to a Python with matplotlib)");
-      }
-    } else {
-      outcome.plot_error = absl::StrCat("cannot run ", python);
-    }
-    for (absl::string_view line : absl::StrSplit(output, '\n', absl::SkipEmpty())) {
-      if (absl::StartsWith(line, "wrote ")) outcome.files.push_back(std::string(line.substr(6)));
-    }
-  }
-  return outcome;
+  return WriteAblationResults(plan, rows, use, python, plot_script);
 }
 
 }  // namespace kd::host

@@ -32,6 +32,11 @@ TEST_CASE("an out-of-tree plugin builds against the installed kdhost and runs fr
       " -DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
   Run("cmake --build " + build.string());
   REQUIRE(fs::exists(build / "libkd_example_metrics.so"));
+  // The plugin's own test, written with the installed kd/testing.h.
+  REQUIRE(fs::exists(prefix / "include" / "kd" / "testing.h"));
+  auto tested = Run("ctest --test-dir " + build.string() + " -V");
+  REQUIRE_THAT(tested.output, Contains("subset_accuracy_test: all checks passed") &&
+                                  Contains("100% tests passed, 0 tests failed out of 1"));
 
   const std::string kdhost = (prefix / "bin" / "kdhost").string();
   auto plugins = Run(kdhost + " plugins --plugin-path " + build.string());
@@ -51,4 +56,23 @@ TEST_CASE("an out-of-tree plugin builds against the installed kdhost and runs fr
   auto describe = Run(kdhost + " describe SubsetAccuracy");
   REQUIRE_THAT(describe.output,
                Contains("example_metrics::SubsetAccuracy  (metric, plugin example_metrics)"));
+}
+
+TEST_CASE("a program of one's own builds against the installed kdhost and uses its components") {
+  // examples/embedding: loads the installed plugins, builds mlic_heads::mAP and mlic_heads::BCE
+  // from TOML and evaluates them on tensors whose values it documents.
+  const fs::path dir = kd::test::ScratchDir("embedding");
+  const fs::path prefix = dir / "prefix";
+  const fs::path build = dir / "build";
+  Run("cmake --install " + kd::test::BuildDir().string() + " --prefix " + prefix.string());
+  Run("cmake -S " + (kd::test::SourceDir() / "examples" / "embedding").string() + " -B " +
+      build.string() + " -G Ninja -DCMAKE_PREFIX_PATH=" + prefix.string() +
+      " -DTorch_DIR=" + KD_TEST_TORCH_DIR + " -DCMAKE_CXX_COMPILER_LAUNCHER=ccache");
+  Run("cmake --build " + build.string());
+  // Only the installed plugins: no plugin path from the environment.
+  auto run = Run("env -u KD_PLUGIN_PATH " + (build / "embed_metrics").string());
+  REQUIRE_THAT(
+      run.output,
+      Contains("mAP = 91.666667") && Contains("loss.bce = 0.693147") &&
+          Contains("refused: <toml>:2:10: component.weigth: unknown option for mlic_heads::BCE"));
 }

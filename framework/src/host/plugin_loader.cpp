@@ -54,10 +54,11 @@ std::vector<fs::path> PluginFilesIn(const fs::path& dir) {
 }  // namespace
 
 fs::path DefaultPluginDir() {
+  // libkdcore lives in <prefix>/lib (the build tree's lib/ likewise), whichever program loaded it.
   std::error_code ec;
-  const fs::path exe = boost::dll::program_location(ec);
+  const fs::path library = boost::dll::this_line_location(ec);
   if (ec) return fs::path(KD_PLUGIN_INSTALL_SUBDIR);
-  return (exe.parent_path().parent_path() / KD_PLUGIN_INSTALL_SUBDIR).lexically_normal();
+  return (library.parent_path().parent_path() / KD_PLUGIN_INSTALL_SUBDIR).lexically_normal();
 }
 
 std::vector<fs::path> PluginSearchPath(const std::vector<std::string>& cli_paths,

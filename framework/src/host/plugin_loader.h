@@ -12,8 +12,8 @@
 
 namespace kd::host {
 
-// <directory of the running executable>/../<plugin install dir>: where the build and the install
-// tree both keep the project's plugins.
+// <directory of libkdcore>/../<plugin install dir>: where the build and the install tree both keep
+// the project's plugins, whichever program (kdhost, a test, a program of one's own) loads them.
 std::filesystem::path DefaultPluginDir();
 
 // Search order: --plugin-path entries, then KD_PLUGIN_PATH (':'-separated), then the config's

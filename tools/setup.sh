@@ -24,7 +24,7 @@ step() {
 # 1. Debian packages: toolchain, libraries and the embedded Fashion-MNIST data.
 packages=(build-essential cmake ninja-build ccache git pkg-config python3 python3-venv
           libboost1.74-dev libabsl-dev libtomlplusplus-dev catch2 zlib1g-dev libjpeg62-turbo-dev
-          libpng-dev libgloo-dev libhdf5-dev
+          libpng-dev libgloo-dev libhdf5-dev abigail-tools
           dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do

@@ -15,7 +15,7 @@ namespace kd {
 
 namespace detail {
 struct OptionsImpl;
-}
+}  // namespace detail
 
 class Options {
  public:

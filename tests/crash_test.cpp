@@ -185,3 +185,117 @@ TEST_CASE(
   REQUIRE_FALSE(HasTemporary(b));
   WARN("kills: " << kills << " (" << in_writes << " during checkpoint or export writes)");
 }
+
+namespace {
+
+// Starts `command` and sends it SIGTERM once its log shows step `after_step`; returns the exit
+// status and, with `second_when_writing`, sends a second SIGTERM as soon as the state write that
+// the first one started is under way.
+struct Stopped {
+  bool exited = false;  // ended through exit() (not by a signal)
+  int code = -1;        // exit status, or the signal that ended it
+};
+
+Stopped RunAndTerminate(const std::string& command, const fs::path& log, const fs::path& work_dir,
+                        int64_t after_step, bool second_when_writing) {
+  const pid_t pid = kd::test::Spawn(command, log, /*append=*/false);
+  bool sent = false, sent_second = false;
+  while (true) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      Stopped s;
+      s.exited = WIFEXITED(status);
+      s.code = s.exited ? WEXITSTATUS(status) : WTERMSIG(status);
+      return s;
+    }
+    if (!sent && LastStep(log, 0) >= after_step) {
+      ::kill(pid, SIGTERM);
+      sent = true;
+    } else if (sent && second_when_writing && !sent_second &&
+               HasTemporary(StageDir(work_dir) / "state")) {
+      ::kill(pid, SIGTERM);
+      sent_second = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+void RequireSameExport(const fs::path& a, const fs::path& b) {
+  auto x = kd::host::LoadModelExport(a);
+  auto y = kd::host::LoadModelExport(b);
+  REQUIRE(x.ok());
+  REQUIRE(y.ok());
+  REQUIRE(x->step == y->step);
+  REQUIRE(x->state.size() == y->state.size());
+  for (const auto& [name, tensor] : x->state) {
+    INFO(name);
+    REQUIRE(torch::equal(tensor, y->state.at(name)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SIGTERM ends the step, writes the state and exits 143, and the rerun ends as if never stopped") {
+  const fs::path dir = kd::test::ScratchDir("crash_sigterm");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  // No periodic state: what the rerun resumes from is the state the signal wrote.
+  const std::string no_checkpoints = " --set train.checkpoint_interval=1000";
+  auto straight = kd::test::RunCommand(kdhost + TrainArgs(dir / "straight") + no_checkpoints);
+  INFO(straight.output);
+  REQUIRE(straight.exit_code == 0);
+
+  const std::string command = kdhost + TrainArgs(dir / "stopped") + no_checkpoints;
+  const Stopped stopped = RunAndTerminate(command, dir / "stopped.log", dir / "stopped", 5, false);
+  const std::string log = *kd::host::ReadFile(dir / "stopped.log");
+  INFO(log);
+  REQUIRE(stopped.exited);
+  REQUIRE(stopped.code == 143);
+  std::smatch at;
+  REQUIRE(std::regex_search(log, at, std::regex("stopped by SIGTERM at step ([0-9]+)/24")));
+  const int64_t step = std::stoll(at[1].str());
+  CHECK(step >= 5);
+  CHECK(step < 24);
+  REQUIRE_THAT(log, Catch::Contains("stopped by SIGTERM; exit status 143"));
+  auto state = kd::host::LoadTrainState(StageDir(dir / "stopped") / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  CHECK(state->step == step);
+
+  auto resumed = kd::test::RunCommand(command);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  REQUIRE_THAT(resumed.output, Catch::Contains("resuming at step " + std::to_string(step) + "/24"));
+  RequireSameExport(StageDir(dir / "straight") / "export" / "last.pt",
+                    StageDir(dir / "stopped") / "export" / "last.pt");
+}
+
+TEST_CASE(
+    "a second SIGTERM during the state write ends kdhost at once and keeps the previous state") {
+  const fs::path dir = kd::test::ScratchDir("crash_sigterm_twice");
+  const std::string kdhost = kd::test::KdhostPath().string();
+  const std::string every_4 = " --set train.checkpoint_interval=4";
+  auto straight = kd::test::RunCommand(kdhost + TrainArgs(dir / "straight") + every_4);
+  INFO(straight.output);
+  REQUIRE(straight.exit_code == 0);
+
+  // Every atomic write pauses 1 s halfway, so that the second signal lands in the state write
+  // the first one started.
+  const std::string command =
+      "env KD_DEBUG_WRITE_DELAY_MS=1000 " + kdhost + TrainArgs(dir / "stopped") + every_4;
+  const Stopped stopped = RunAndTerminate(command, dir / "stopped.log", dir / "stopped", 6, true);
+  INFO(*kd::host::ReadFile(dir / "stopped.log"));
+  REQUIRE_FALSE(stopped.exited);
+  REQUIRE(stopped.code == SIGTERM);
+  // The state on disk is an earlier, complete one (a multiple of 4 steps).
+  auto state = kd::host::LoadTrainState(StageDir(dir / "stopped") / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  CHECK(state->step % 4 == 0);
+  CHECK(state->step >= 4);
+
+  auto resumed = kd::test::RunCommand(kdhost + TrainArgs(dir / "stopped") + every_4);
+  INFO(resumed.output);
+  REQUIRE(resumed.exit_code == 0);
+  RequireSameExport(StageDir(dir / "straight") / "export" / "last.pt",
+                    StageDir(dir / "stopped") / "export" / "last.pt");
+  REQUIRE_FALSE(HasTemporary(StageDir(dir / "stopped") / "state"));
+}

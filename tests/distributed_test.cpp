@@ -611,3 +611,28 @@ TEST_CASE("the PSD and RDD pipelines train data-parallel to the models of one pr
     REQUIRE(largest < 1e-3);
   }
 }
+
+TEST_CASE("SIGTERM to one rank stops every rank after the same step with the state written") {
+  const fs::path dir = kd::test::ScratchDir("distributed_sigterm");
+  auto [rank0, rank1] = StartLongRun(dir, Port(17));
+  ::kill(rank1, SIGTERM);
+  const std::optional<int> code1 = WaitFor(rank1, std::chrono::seconds(60));
+  const std::optional<int> code0 = WaitFor(rank0, std::chrono::seconds(60));
+  if (!code0) KillAndReap(rank0);
+  if (!code1) KillAndReap(rank1);
+  auto log = kd::host::ReadFile(dir / "rank0.log");
+  REQUIRE(log.ok());
+  INFO(*log);
+  INFO(*kd::host::ReadFile(dir / "rank1.log"));
+  // Both pass the barrier after the same step (ranks that disagreed would time out after
+  // run.dist_timeout_s = 3 and exit 1) and exit as a signal asked.
+  REQUIRE(code0 == std::optional<int>(143));
+  REQUIRE(code1 == std::optional<int>(143));
+  std::smatch at;
+  REQUIRE(std::regex_search(*log, at, std::regex("stage .student. stopped after ([0-9]+) steps")));
+  REQUIRE_THAT(*log, Contains("stopped by SIGTERM; exit status 143"));
+  auto state = kd::host::LoadTrainState(StageDir(dir / "run") / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  REQUIRE(state->step == std::stoll(at[1].str()));
+  REQUIRE(state->world_size == 2);
+}

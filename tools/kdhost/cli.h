@@ -16,7 +16,8 @@ namespace kdhost {
 
 using kd::host::Host;
 
-// Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (config, plugin, file).
+// Exit codes: 0 success, 1 a run failed, 2 bad usage or bad input (config, plugin, file), 128 + N
+// stopped by signal N (SIGTERM, SIGINT) after writing a resumable state (host/stop_signal.h).
 constexpr int kOk = 0;
 constexpr int kFailed = 1;
 constexpr int kUsage = 2;

@@ -26,6 +26,7 @@
 #include "host/reference.h"
 #include "host/root_schema.h"
 #include "host/sanitizer_defaults.h"
+#include "host/stop_signal.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
 #include "host/validate.h"
@@ -85,10 +86,13 @@ int RunOrTrain(const Command& c, const Args& args) {
       return kOk;
     }
   }
+  // SIGTERM / SIGINT: the current step is finished and its state written; exit 128 + signal.
+  const kd::host::StopSignalGuard stop_on_signal;
   auto results = kd::host::RunPipeline(host, *config, options);
   if (!results.ok()) return Fail(results.status());
   if (dist) dist->Shutdown();
-  if (dist && !dist->is_main()) return kOk;  // rank 0 reports
+  const int signal = kd::host::StopSignal();
+  if (dist && !dist->is_main()) return signal != 0 ? kd::host::StopExitCode(signal) : kOk;
   std::printf("\n%s", kd::host::FormatSummary(*results).c_str());
   std::printf("run directory: %s\n", config->work_dir.string().c_str());
   for (const auto& r : *results) {
@@ -96,6 +100,11 @@ int RunOrTrain(const Command& c, const Args& args) {
       std::printf("stage '%s' stopped after %lld steps; run the same command again to resume\n",
                   r.name.c_str(), static_cast<long long>(r.steps));
     }
+  }
+  if (signal != 0) {
+    std::printf("stopped by %s; exit status %d\n", kd::host::StopSignalName(signal),
+                kd::host::StopExitCode(signal));
+    return kd::host::StopExitCode(signal);
   }
   return kOk;
 }

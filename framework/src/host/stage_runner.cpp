@@ -10,6 +10,7 @@
 #include "host/options_impl.h"
 #include "host/pipeline.h"
 #include "host/progress.h"
+#include "host/stop_signal.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
 #include "kd/producer.h"
@@ -359,6 +360,12 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
   std::vector<StageResult> results;
   for (const StageConfig& stage : config.stages) {
     if (!options.only.empty() && !wanted.count(stage.name)) continue;
+    // Asked to stop (kd/host/stop_signal.h) between stages: no further stage starts.
+    bool stop = StopSignal() != 0;
+    if (dist) {
+      KD_ASSIGN_OR_RETURN(stop, AgreeOnRank0(*dist, stop, "stop decision"));
+    }
+    if (stop) break;
     KD_ASSIGN_OR_RETURN(StageResult result, RunStage(host, config, stage, options, progress));
     results.push_back(std::move(result));
     if (results.back().status == "interrupted") break;

@@ -37,11 +37,13 @@ void RankSync::BroadcastBuffers(torch::nn::Module& module) {
   dist_->Broadcast(buffers, "buffer broadcast from rank 0");
 }
 
-bool RankSync::OtherRankNotFinite(bool finite) {
-  if (!dist_) return false;
-  std::vector<torch::Tensor> flag = {torch::tensor({finite ? 0.0 : 1.0})};
-  dist_->AllReduceSum(flag, "loss check");
-  return flag[0].item<double>() > (finite ? 0.0 : 1.0);
+RankSync::StepCheck RankSync::CheckStep(bool finite, bool stop_requested) {
+  if (!dist_) return {false, stop_requested};
+  std::vector<torch::Tensor> flags = {
+      torch::tensor({finite ? 0.0 : 1.0, stop_requested ? 1.0 : 0.0}, torch::kDouble)};
+  dist_->AllReduceSum(flags, "loss check");
+  const double not_finite = flags[0][0].item<double>(), stopping = flags[0][1].item<double>();
+  return {not_finite > (finite ? 0.0 : 1.0), stopping > 0};
 }
 
 bool SameMoments(double sum, double squares, double sum0, double squares0, int64_t numel,

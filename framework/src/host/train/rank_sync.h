@@ -35,9 +35,13 @@ class RankSync {
   // broadcasts before the next forward pass, so the steps see the same values, and what the EMA,
   // hooks, distillers and evaluation see after it).
   void BroadcastBuffers(torch::nn::Module& module);
-  // Whether another rank's loss was not finite while this one's is (every rank calls it each
-  // micro-batch, so that all stop together).
-  bool OtherRankNotFinite(bool finite);
+  // Every rank calls it each micro-batch, so that all stop together: whether another rank's loss
+  // was not finite while this one's is, and whether any rank was asked to stop (a signal).
+  struct StepCheck {
+    bool other_not_finite = false;
+    bool stop = false;
+  };
+  StepCheck CheckStep(bool finite, bool stop_requested);
   // Stops every rank, naming the tensors that differ from rank 0's, unless all hold the same
   // state (integers exactly, floats to 1e-4 of their scale). `stage` and `when` place it.
   void CheckAgree(const NamedTensors& state, const std::string& stage, const std::string& when);

@@ -2,11 +2,13 @@
 // evaluation, checkpoints and exports at their intervals, hooks and the distiller's callbacks.
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "host/files.h"
+#include "host/stop_signal.h"
 #include "host/train/guarded.h"
 #include "host/train/stage_trainer.h"
 
@@ -172,7 +174,12 @@ torch::Tensor StageTrainer::SumTerms(const TensorDict& terms) const {
 // weights before the step when they are finite.
 void StageTrainer::CheckFinite(const torch::Tensor& total, const TensorDict& terms, bool writes) {
   const bool finite = std::isfinite(total.item<double>());
-  if (rank_sync_.OtherRankNotFinite(finite) && finite) {
+  const RankSync::StepCheck check = rank_sync_.CheckStep(finite, StopSignal() != 0);
+  if (check.stop) {
+    NoteStopSignal(SIGTERM);  // another process's signal, when this one had none
+    stop_signal_ = StopSignal();
+  }
+  if (check.other_not_finite && finite) {
     throw Error(absl::FailedPreconditionError(absl::StrFormat(
         "stage '%s': the loss of another process is not finite at step %d (its output has the "
         "terms); training stopped%s",
@@ -223,6 +230,18 @@ StageTrainer::After StageTrainer::FinishStep(const TensorDict& batch, const Tens
   if (!loop.bench && step_ == loop.stop_at && loop.stop_at < loop.target) {
     if (dist_) dist_->Barrier("stop");
     SaveState();
+    return After::kStopped;
+  }
+  if (!loop.bench && stop_signal_ != 0 && step_ < loop.target) {
+    // Every rank saw the request at the same micro-batch, so all stop after this step.
+    if (dist_) dist_->Barrier("stop on a signal");
+    SaveState();
+    if (main_) {
+      log_->Line(absl::StrFormat(
+          "[%s] stopped by %s at step %d/%d; the training state is in %s (run the same command "
+          "again to resume)",
+          stage_.name, StopSignalName(stop_signal_), step_, loop.target, state_path().string()));
+    }
     return After::kStopped;
   }
   return After::kContinue;

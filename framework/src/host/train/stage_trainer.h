@@ -123,6 +123,7 @@ class StageTrainer {
   Evaluator::Metrics metrics_;
   std::shared_ptr<Distiller> distiller_;
   bool task_loss_replaced_ = false;  // the distiller's `task_loss = "replace"`
+  int stop_signal_ = 0;              // a process of the run was asked to stop (SIGTERM, SIGINT)
   std::vector<std::shared_ptr<Hook>> hooks_;
   std::unique_ptr<DataLoader> train_loader_, val_loader_;
   std::unique_ptr<OptimWrapper> optim_;

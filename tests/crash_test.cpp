@@ -13,6 +13,7 @@
 #include <regex>
 #include <thread>
 
+#include "absl/strings/str_join.h"
 #include "host/checkpoint.h"
 #include "host/files.h"
 #include "test_support.h"
@@ -236,7 +237,8 @@ void RequireSameExport(const fs::path& a, const fs::path& b) {
 }  // namespace
 
 TEST_CASE(
-    "SIGTERM ends the step, writes the state and exits 143, and the rerun ends as if never stopped") {
+    "SIGTERM at seeded steps ends the step, writes the state and exits 143, and the reruns end as "
+    "if never stopped") {
   const fs::path dir = kd::test::ScratchDir("crash_sigterm");
   const std::string kdhost = kd::test::KdhostPath().string();
   // No periodic state: what the rerun resumes from is the state the signal wrote.
@@ -246,20 +248,37 @@ TEST_CASE(
   REQUIRE(straight.exit_code == 0);
 
   const std::string command = kdhost + TrainArgs(dir / "stopped") + no_checkpoints;
-  const Stopped stopped = RunAndTerminate(command, dir / "stopped.log", dir / "stopped", 5, false);
-  const std::string log = *kd::host::ReadFile(dir / "stopped.log");
-  INFO(log);
-  REQUIRE(stopped.exited);
-  REQUIRE(stopped.code == 143);
-  std::smatch at;
-  REQUIRE(std::regex_search(log, at, std::regex("stopped by SIGTERM at step ([0-9]+)/24")));
-  const int64_t step = std::stoll(at[1].str());
-  CHECK(step >= 5);
-  CHECK(step < 24);
-  REQUIRE_THAT(log, Catch::Contains("stopped by SIGTERM; exit status 143"));
-  auto state = kd::host::LoadTrainState(StageDir(dir / "stopped") / "state" / "train_state.pt");
-  REQUIRE(state.ok());
-  CHECK(state->step == step);
+  // SIGTERM at 6 seeded steps, each stop resumed by the next run.
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<int64_t> draw(2, 22);
+  std::vector<int64_t> points;
+  for (int i = 0; i < 6; ++i) points.push_back(draw(rng));
+  std::sort(points.begin(), points.end());
+  int64_t step = 0;
+  std::vector<int64_t> stops;
+  for (int64_t point : points) {
+    if (point <= step) point = step + 1;
+    if (point >= 24) break;
+    const Stopped stopped =
+        RunAndTerminate(command, dir / "stopped.log", dir / "stopped", point, false);
+    const std::string log = *kd::host::ReadFile(dir / "stopped.log");
+    INFO("signal at step " << point << "\n" << log);
+    REQUIRE(stopped.exited);
+    REQUIRE(stopped.code == 143);
+    std::smatch at;
+    REQUIRE(std::regex_search(log, at, std::regex("stopped by SIGTERM at step ([0-9]+)/24")));
+    REQUIRE_THAT(log, Catch::Contains("stopped by SIGTERM; exit status 143"));
+    if (step > 0) REQUIRE_THAT(log, Catch::Contains("resuming at step " + std::to_string(step)));
+    step = std::stoll(at[1].str());
+    CHECK(step >= point);
+    CHECK(step < 24);
+    auto state = kd::host::LoadTrainState(StageDir(dir / "stopped") / "state" / "train_state.pt");
+    REQUIRE(state.ok());
+    CHECK(state->step == step);
+    stops.push_back(step);
+  }
+  REQUIRE(stops.size() >= 4);
+  WARN("stopped by SIGTERM at steps " << absl::StrJoin(stops, ", "));
 
   auto resumed = kd::test::RunCommand(command);
   INFO(resumed.output);

@@ -31,7 +31,7 @@ class Producer : public Component {
   // (e.g. through Options::Fail) to refuse.
   virtual void Produce(const ProducerInput& input, const std::filesystem::path& dir) const = 0;
   // A few lines saying what `dir` holds (e.g. a partition's groups), printed when the artefact is
-  // made or reused and by `kdhost produce`. The default says nothing.
+  // made and by `kdhost produce`. The default says nothing.
   virtual std::string Describe(const std::filesystem::path& dir) const;
 };
 

@@ -509,6 +509,25 @@ TEST_CASE(
   CHECK(records == 6);
 }
 
+TEST_CASE("reading an artefact a stage did not make names the stage and the artefacts it made") {
+  const fs::path dir = kd::test::ScratchDir("method_plugin_missing");
+  const std::string plugins = "plugins = [\"test_method\"]\nplugin_dirs = [\"" +
+                              (kd::test::BuildDir() / "tests" / "plugins").string() + "\"]\n";
+  kd::test::WriteText(
+      dir / "m.toml",
+      Config(plugins + "pipeline = [\"frequency\", \"student\"]\n",
+             "[stages.frequency]\nartifacts = [{ name = \"frequency\", producer = "
+             "{ type = \"test_method::LabelFrequency\" } }]\n"
+             "[stages.student.distiller]\ntype = \"test_method::WeightedBce\"\n"
+             "frequency = { from_stage = \"frequency\", name = \"frequencies\" }\n"));
+  auto result = RunAll(dir / "m.toml", {"run.work_dir=" + (dir / "runs").string()});
+  REQUIRE_FALSE(result.ok());
+  REQUIRE_THAT(
+      std::string(result.status().message()),
+      Contains("m.toml:") && Contains("distiller.frequency.from_stage") &&
+          Contains("stage 'frequency' made no artefact 'frequencies' (it made: frequency)"));
+}
+
 TEST_CASE("a stage reaches only the stages it depends on") {
   const fs::path dir = kd::test::ScratchDir("stage_access");
   kd::test::WriteText(dir / "p.toml", Config("pipeline = [\"first\", \"second\"]\n",

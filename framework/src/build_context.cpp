@@ -115,11 +115,13 @@ std::filesystem::path BuildContext::StageFile(const std::string& stage,
 
 std::filesystem::path BuildContext::ArtifactDir(const std::string& stage,
                                                 const std::string& name) const {
-  const std::filesystem::path dir = StageFile(stage, "artifacts/" + name);
+  // Every stage directory holds the config.toml it ran with; StageFile checks the dependency.
+  const std::filesystem::path artifacts =
+      StageFile(stage, "config.toml").parent_path() / "artifacts";
   std::error_code ec;
-  if (std::filesystem::is_directory(dir, ec)) return dir;
+  if (std::filesystem::is_directory(artifacts / name, ec)) return artifacts / name;
   std::vector<std::string> made;
-  for (const auto& entry : std::filesystem::directory_iterator(StageFile(stage, "artifacts"), ec)) {
+  for (const auto& entry : std::filesystem::directory_iterator(artifacts, ec)) {
     if (entry.is_directory(ec)) made.push_back(entry.path().filename().string());
   }
   std::sort(made.begin(), made.end());

@@ -318,3 +318,52 @@ TEST_CASE(
                     StageDir(dir / "stopped") / "export" / "last.pt");
   REQUIRE_FALSE(HasTemporary(StageDir(dir / "stopped") / "state"));
 }
+
+TEST_CASE(
+    "SIGTERM to kdhost ablate stops the current run and starts no other, and the same "
+    "command completes the table") {
+  const fs::path dir = kd::test::ScratchDir("crash_sigterm_ablate");
+  const std::string command =
+      kd::test::KdhostPath().string() + " ablate " +
+      (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string() +
+      " --grid distiller=KD,LogitMSE --seeds 1 --set data.train.num_samples=256"
+      " --set data.val.num_samples=64 --set loader.batch_size=16 --set train.max_epochs=0"
+      " --set train.max_iters=24 --set stages.teacher.train.max_epochs=0"
+      " --set train.log_interval=1 --set run.work_dir=" +
+      (dir / "runs").string();
+  const fs::path log = dir / "stopped.log";
+  const pid_t pid = kd::test::Spawn(command, log, /*append=*/false);
+  // The signal lands while the first run's student trains (after its step 2).
+  static const std::regex student_step("\\[student_kd\\][^\\n]* step ([3-9]|1[0-9])/24 ");
+  while (true) {
+    auto text = kd::host::ReadFile(log);
+    if (text.ok() && std::regex_search(*text, student_step)) break;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) != 0) FAIL("kdhost ablate ended before the signal");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string stopped = *kd::host::ReadFile(log);
+  INFO(stopped);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 143);
+  REQUIRE_THAT(stopped, Catch::Contains("stopped by SIGTERM; exit status 143; run the same "
+                                        "command again to continue"));
+  REQUIRE_THAT(stopped, Catch::Contains("== ablation run 001/002"));
+  REQUIRE_THAT(stopped, !Catch::Contains("== ablation run 002/002"));
+  const std::string csv = *kd::host::ReadFile(dir / "runs" / "ablation" / "results.csv");
+  INFO(csv);
+  REQUIRE(std::regex_search(csv, std::regex("\\n1,distiller=KD,0,interrupted,")));
+  REQUIRE(std::regex_search(csv, std::regex("\\n2,distiller=LogitMSE,0,not run,")));
+
+  auto rerun = kd::test::RunCommand(command);
+  INFO(rerun.output);
+  REQUIRE(rerun.exit_code == 0);
+  REQUIRE_THAT(rerun.output,
+               Catch::Contains("[teacher] complete in") && Catch::Contains("resuming at step"));
+  const std::string done = *kd::host::ReadFile(dir / "runs" / "ablation" / "results.csv");
+  REQUIRE(std::regex_search(done, std::regex("\\n1,distiller=KD,0,done,")));
+  REQUIRE(std::regex_search(done, std::regex("\\n2,distiller=LogitMSE,0,done,")));
+}

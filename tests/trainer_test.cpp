@@ -576,8 +576,11 @@ TEST_CASE("a failing ablation run is recorded with its error and the others comp
       cli);
   REQUIRE(plan.ok());
   REQUIRE(plan->runs.size() == 2);
-  auto outcome = kd::host::RunAblation(host, *plan, false, 0, kd::test::PythonPath(),
-                                       kd::test::SourceDir() / "tools" / "ablation_plots.py");
+  kd::host::AblationRunOptions run_options;
+  run_options.progress = false;
+  run_options.python = kd::test::PythonPath();
+  run_options.plot_script = kd::test::SourceDir() / "tools" / "ablation_plots.py";
+  auto outcome = kd::host::RunAblation(host, *plan, run_options);
   REQUIRE(outcome.ok());
   REQUIRE(outcome->failed == 1);
   const std::string md = *kd::host::ReadFile(plan->out / "results.md");

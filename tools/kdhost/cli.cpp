@@ -18,6 +18,10 @@ std::vector<Command> Commands() {
   run_flags.push_back({"--fresh", "", "ignore resumable states; start unfinished stages over"});
   run_flags.push_back({"--stop-after", "N", "stop each stage after N optimizer steps, resumable"});
   run_flags.push_back({"--quiet", "", "no progress output"});
+  const Flag no_wait = {"--no-wait", "",
+                        "refuse (exit 75) instead of waiting when another process is training a "
+                        "stage this run needs"};
+  run_flags.push_back(no_wait);
   const Flag launcher = {"--launcher", "auto|env|slurm",
                          "data-parallel launch: torchrun's or RANK/WORLD_SIZE variables (auto, "
                          "env) or Slurm's (slurm); see docs/distributed.md"};
@@ -30,6 +34,7 @@ std::vector<Command> Commands() {
   train_flags.push_back({"--fresh", "", "ignore a resumable state; start the stage over"});
   train_flags.push_back({"--stop-after", "N", "stop after N optimizer steps, resumable"});
   train_flags.push_back({"--quiet", "", "no progress output"});
+  train_flags.push_back(no_wait);
   train_flags.push_back(launcher);
   std::vector<Flag> eval_flags = kConfigFlags;
   eval_flags.push_back(
@@ -40,6 +45,7 @@ std::vector<Command> Commands() {
   std::vector<Flag> produce_flags = kConfigFlags;
   produce_flags.push_back({"--stage", "NAME", "only this artefact stage (repeatable)", true});
   produce_flags.push_back({"--quiet", "", "no progress output"});
+  produce_flags.push_back(no_wait);
   std::vector<Flag> ablate_flags = kConfigFlags;
   ablate_flags.push_back({"--grid", "KEY=V1,V2,...",
                           "vary KEY of the ablated stage over the values (repeatable; a component "
@@ -60,6 +66,9 @@ std::vector<Command> Commands() {
                           "Python with matplotlib for the plots (default: "
                           "$KD_PYTHON, else the project's .venv)"});
   ablate_flags.push_back({"--quiet", "", "no progress output"});
+  ablate_flags.push_back({"--no-wait", "",
+                          "do the runs no other process is doing, then stop (exit 75) instead of "
+                          "waiting for the runs others hold"});
   std::vector<Flag> config_flags = kConfigFlags;
   config_flags.push_back({"--stage", "NAME", "print only this stage's config"});
   return {

@@ -21,6 +21,8 @@ using kd::host::Host;
 constexpr int kOk = 0;
 constexpr int kFailed = 1;
 constexpr int kUsage = 2;
+// --no-wait found a stage another process is training (sysexits.h's EX_TEMPFAIL).
+constexpr int kBusy = 75;
 
 struct Flag {
   std::string name;   // "--set"

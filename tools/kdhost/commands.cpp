@@ -36,6 +36,24 @@ namespace kdhost {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// With --no-wait, a stage another process is training ends the run: says so and returns kBusy.
+int ReportBusy(const std::vector<kd::host::StageResult>& results) {
+  for (const auto& r : results) {
+    if (r.status != "busy") continue;
+    std::fprintf(stderr,
+                 "kdhost: error: stage '%s' is being trained by another process: %s. --no-wait "
+                 "does not wait for it: run again once it is done (it will be reused), or "
+                 "without --no-wait to wait\n",
+                 r.name.c_str(), r.busy_with.c_str());
+    return kBusy;
+  }
+  return kOk;
+}
+
+}  // namespace
+
 int RunOrTrain(const Command& c, const Args& args) {
   int64_t stop_after = 0, bench = 0;
   if (!IntFlag(args, "--stop-after", &stop_after))
@@ -64,6 +82,7 @@ int RunOrTrain(const Command& c, const Args& args) {
   options.stop_after_steps = stop_after;
   options.fresh = args.Has("--fresh");
   options.progress = !args.Has("--quiet");
+  options.wait_for_locks = !args.Has("--no-wait");
   if (c.name == "run") {
     options.only = args.All("--stage");
   } else {
@@ -92,7 +111,13 @@ int RunOrTrain(const Command& c, const Args& args) {
   if (!results.ok()) return Fail(results.status());
   if (dist) dist->Shutdown();
   const int signal = kd::host::StopSignal();
-  if (dist && !dist->is_main()) return signal != 0 ? kd::host::StopExitCode(signal) : kOk;
+  if (dist && !dist->is_main()) {
+    if (signal != 0) return kd::host::StopExitCode(signal);
+    const bool busy =
+        std::any_of(results->begin(), results->end(),
+                    [](const kd::host::StageResult& r) { return r.status == "busy"; });
+    return busy ? kBusy : kOk;
+  }
   std::printf("\n%s", kd::host::FormatSummary(*results).c_str());
   std::printf("run directory: %s\n", config->work_dir.string().c_str());
   for (const auto& r : *results) {
@@ -101,6 +126,7 @@ int RunOrTrain(const Command& c, const Args& args) {
                   r.name.c_str(), static_cast<long long>(r.steps));
     }
   }
+  if (const int busy = ReportBusy(*results); busy != kOk) return busy;
   if (signal != 0) {
     std::printf("stopped by %s; exit status %d\n", kd::host::StopSignalName(signal),
                 kd::host::StopExitCode(signal));
@@ -177,9 +203,11 @@ int Produce(const Command&, const Args& args) {
   }
   kd::host::RunOptions options;
   options.progress = !args.Has("--quiet");
+  options.wait_for_locks = !args.Has("--no-wait");
   for (const auto* stage : stages) options.only.push_back(stage->name);
   auto results = kd::host::RunPipeline(host, *config, options);
   if (!results.ok()) return Fail(results.status());
+  if (const int busy = ReportBusy(*results); busy != kOk) return busy;
   for (const auto* stage : stages) {
     auto text = kd::host::DescribeArtifacts(host.registry(), *stage);
     if (!text.ok()) return Fail(text.status());
@@ -225,11 +253,17 @@ int Ablate(const Command& c, const Args& args) {
   std::printf("%s", kd::host::DescribePlan(*plan).c_str());
   if (args.Has("--dry-run")) return kOk;
   const char* env_python = std::getenv("KD_PYTHON");
-  const std::string python = args.Has("--python") ? args.Get("--python")
-                             : env_python         ? env_python
-                                                  : KD_DEFAULT_PYTHON;
-  auto outcome =
-      kd::host::RunAblation(host, *plan, !args.Has("--quiet"), stop_after, python, PlotScript());
+  kd::host::AblationRunOptions options;
+  options.python = args.Has("--python") ? args.Get("--python")
+                   : env_python         ? env_python
+                                        : KD_DEFAULT_PYTHON;
+  options.plot_script = PlotScript();
+  options.progress = !args.Has("--quiet");
+  options.stop_after_steps = stop_after;
+  options.wait_for_others = !args.Has("--no-wait");
+  // SIGTERM / SIGINT: the current run stops as `kdhost run` does and no further run starts.
+  const kd::host::StopSignalGuard stop_on_signal;
+  auto outcome = kd::host::RunAblation(host, *plan, options);
   if (!outcome.ok()) return Fail(outcome.status());
   std::printf("\n%s\nresults:\n", outcome->summary.c_str());
   for (const fs::path& path : outcome->files) std::printf("  %s\n", path.string().c_str());
@@ -239,6 +273,21 @@ int Ablate(const Command& c, const Args& args) {
   if (outcome->failed > 0) {
     std::fprintf(stderr, "kdhost: error: %d run(s) failed (see results.md); rerun to retry them\n",
                  outcome->failed);
+  }
+  if (const int signal = kd::host::StopSignal(); signal != 0) {
+    std::printf(
+        "stopped by %s; exit status %d; run the same command again to continue (finished "
+        "runs and stages are reused, the interrupted one resumes)\n",
+        kd::host::StopSignalName(signal), kd::host::StopExitCode(signal));
+    return kd::host::StopExitCode(signal);
+  }
+  if (outcome->held > 0) {
+    std::fprintf(stderr,
+                 "kdhost: error: %d run(s) are being done by other processes and --no-wait does "
+                 "not wait for them (status \"held\" in results.md); run again once they are "
+                 "done\n",
+                 outcome->held);
+    return kBusy;
   }
   return outcome->failed > 0 || !outcome->plot_error.empty() ? kFailed : kOk;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +16,8 @@
 #include "host/ablation_results.h"
 #include "host/files.h"
 #include "host/progress.h"
+#include "host/stage_lock.h"
+#include "host/stop_signal.h"
 #include "host/validate.h"
 
 namespace kd::host {
@@ -359,66 +362,159 @@ std::string DescribePlan(const AblationPlan& plan) {
 
 namespace {
 
-// Runs one run of the ablation and records it in its record directory.
-absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run, bool progress,
-                                   int64_t stop_after_steps, Progress& printer, StageUse& use) {
+// Runs one run of the ablation; status "busy" when a stage it needs is another process's (the
+// lock named by `busy_lock`), which the caller retries later.
+absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run,
+                                   const AblationRunOptions& options, Progress& printer,
+                                   StageUse& use, fs::path& busy_lock) {
   AblationRow row;
   row.run = &run;
   const StageConfig* target = run.config.FindStage(run.target);
   row.stage_dir = target->dir;
   KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "config.toml", ToToml(*target->config)));
-  RunOptions options;
-  options.only = {run.target};
-  options.progress = progress;
-  options.stop_after_steps = stop_after_steps;
+  RunOptions run_options;
+  run_options.only = {run.target};
+  run_options.progress = options.progress;
+  run_options.stop_after_steps = options.stop_after_steps;
+  run_options.wait_for_locks = false;
   const auto started = std::chrono::steady_clock::now();
-  auto results = RunPipeline(host, run.config, options);
+  auto results = RunPipeline(host, run.config, run_options);
   row.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!results.ok()) {
     row.status = "failed";
     row.error = std::string(results.status().message());
     printer.Line(absl::StrCat("run ", run.index, " failed: ", row.error));
-  } else {
-    // A dependency interrupted before the ablated stage leaves the run interrupted too.
-    row.status = "interrupted";
-    for (const StageResult& r : *results) {
-      if (r.status == "reused") ++use.reused[r.dir.string()];
-      if (r.status == "trained" || r.status == "produced") ++use.made[r.dir.string()];
-      if (r.name != run.target) continue;
-      row.status = r.status == "interrupted" ? "interrupted" : "done";
-      row.seconds = r.seconds;
-      row.metrics = r.metrics;
-      row.headline = r.headline;
-    }
+    return row;
   }
+  // A dependency interrupted before the ablated stage leaves the run interrupted too.
+  row.status = "interrupted";
+  StageUse mine;
+  for (const StageResult& r : *results) {
+    if (r.status == "reused") ++mine.reused[r.dir.string()];
+    if (r.status == "trained" || r.status == "produced") ++mine.made[r.dir.string()];
+    if (r.status == "busy") {
+      row.status = "busy";
+      row.error = absl::StrCat("stage '", r.name, "' is being trained by ", r.busy_with);
+      busy_lock = r.dir / "lock";
+    }
+    if (r.name != run.target || r.status == "busy") continue;
+    row.status = r.status == "interrupted" ? "interrupted" : "done";
+    row.seconds = r.seconds;
+    row.metrics = r.metrics;
+    row.headline = r.headline;
+  }
+  // A run put off is counted when it runs.
+  for (const auto& [dir, n] : mine.made) use.made[dir] += n;
+  if (row.status != "busy") {
+    for (const auto& [dir, n] : mine.reused) use.reused[dir] += n;
+  }
+  return row;
+}
+
+absl::Status WriteRecord(const AblationRow& row) {
   CTable record;
-  record.emplace("variant", CNode(run.variant));
-  record.emplace("seed", CNode(run.seed));
+  record.emplace("variant", CNode(row.run->variant));
+  record.emplace("seed", CNode(row.run->seed));
   record.emplace("status", CNode(row.status));
   record.emplace("error", CNode(row.error));
   record.emplace("stage_dir", CNode(row.stage_dir.string()));
-  KD_RETURN_IF_ERROR(WriteFileAtomic(run.record / "result.toml", ToToml(CNode(std::move(record)))));
-  return row;
+  return WriteFileAtomic(row.run->record / "result.toml", ToToml(CNode(std::move(record))));
+}
+
+// Whether the lock that kept a run waiting is free now (or stale).
+bool LockFreed(const fs::path& lock, const AblationRun& run) {
+  const StageConfig* stage = run.config.FindStage(run.target);
+  LockTiming timing;
+  timing.stale_after_s = FindPath(*stage->config, "run.lock_stale_s")->as_float();
+  timing.heartbeat_s = FindPath(*stage->config, "run.lock_heartbeat_s")->as_float();
+  return LockAvailable(lock, timing);
 }
 
 }  // namespace
 
-absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan, bool progress,
-                                            int64_t stop_after_steps, const std::string& python,
-                                            const fs::path& plot_script) {
+absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan,
+                                            const AblationRunOptions& options) {
   KD_RETURN_IF_ERROR(EnsureDir(plan.out));
   KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "plan.txt", DescribePlan(plan)));
-  Progress printer("", 0, progress);
-  std::vector<AblationRow> rows;
+  Progress printer("", 0, options.progress);
+  std::map<int, AblationRow> rows;
   StageUse use;
-  for (const AblationRun& run : plan.runs) {
-    printer.Line(absl::StrFormat("== ablation run %03d/%03d: %s, seed %d", run.index,
-                                 plan.runs.size(), run.variant, run.seed));
-    KD_ASSIGN_OR_RETURN(AblationRow row,
-                        RunOne(host, run, progress, stop_after_steps, printer, use));
-    rows.push_back(std::move(row));
+  // Runs another process holds are put off while there are others to do (so ablations launched
+  // twice share the work), then waited for (or, without waiting, left to their holders).
+  std::map<int, fs::path> held;
+  std::vector<const AblationRun*> pending;
+  for (const AblationRun& run : plan.runs) pending.push_back(&run);
+  // Since when nothing could be done but wait for the others (unset while runs progress).
+  bool waiting = false;
+  auto waiting_since = std::chrono::steady_clock::now();
+  auto reported = std::chrono::steady_clock::now() - std::chrono::hours(1);
+  while (!pending.empty() && StopSignal() == 0) {
+    std::vector<const AblationRun*> later;
+    bool progressed = false;
+    for (const AblationRun* run : pending) {
+      if (StopSignal() != 0) {
+        later.push_back(run);
+        continue;
+      }
+      if (auto it = held.find(run->index); it != held.end() && !LockFreed(it->second, *run)) {
+        later.push_back(run);
+        continue;
+      }
+      printer.Line(absl::StrFormat("== ablation run %03d/%03d: %s, seed %d", run->index,
+                                   plan.runs.size(), run->variant, run->seed));
+      fs::path busy_lock;
+      KD_ASSIGN_OR_RETURN(AblationRow row, RunOne(host, *run, options, printer, use, busy_lock));
+      if (row.status == "busy") {
+        printer.Line(
+            absl::StrFormat("run %03d: %s; doing other runs first", run->index, row.error));
+        held[run->index] = busy_lock;
+        later.push_back(run);
+        continue;
+      }
+      progressed = true;
+      held.erase(run->index);
+      KD_RETURN_IF_ERROR(WriteRecord(row));
+      rows[run->index] = std::move(row);
+    }
+    pending = std::move(later);
+    if (pending.empty() || progressed) {
+      waiting = false;
+      continue;
+    }
+    if (!options.wait_for_others) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (!waiting) waiting_since = now;
+    waiting = true;
+    if (now - reported >= std::chrono::seconds(30)) {
+      std::vector<std::string> names;
+      for (const AblationRun* run : pending) names.push_back(absl::StrFormat("%03d", run->index));
+      printer.Line(absl::StrFormat(
+          "== waiting for run(s) %s, which other processes are doing; "
+          "waited %s",
+          absl::StrJoin(names, ", "),
+          Progress::FormatDuration(std::chrono::duration<double>(now - waiting_since).count())));
+      reported = now;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  return WriteAblationResults(plan, rows, use, python, plot_script);
+  std::vector<AblationRow> ordered;
+  for (const AblationRun& run : plan.runs) {
+    if (auto it = rows.find(run.index); it != rows.end()) {
+      ordered.push_back(std::move(it->second));
+      continue;
+    }
+    AblationRow row;
+    row.run = &run;
+    row.stage_dir = run.config.FindStage(run.target)->dir;
+    // Left to another process (--no-wait), or not started before a stop signal.
+    row.status = held.count(run.index) ? "held" : "not run";
+    ordered.push_back(std::move(row));
+  }
+  KD_ASSIGN_OR_RETURN(
+      AblationOutcome outcome,
+      WriteAblationResults(plan, ordered, use, options.python, options.plot_script));
+  for (const AblationRow& row : ordered) outcome.held += row.status == "held";
+  return outcome;
 }
 
 }  // namespace kd::host

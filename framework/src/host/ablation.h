@@ -71,16 +71,28 @@ std::string DescribePlan(const AblationPlan& plan);
 
 struct AblationOutcome {
   int failed = 0;
-  std::string summary;                       // the results table and what was reused
+  int held = 0;         // runs left to the other processes doing them (wait_for_others false)
+  std::string summary;  // the results table and what was reused
   std::vector<std::filesystem::path> files;  // results.csv, results.md, plots
   std::string plot_error;                    // why the plots could not be drawn ("" when they were)
 };
 
-// Runs every run (resuming what is unfinished; a failed run is recorded and the others go on),
-// then writes the results and draws the plots with `python` running `plot_script`.
-absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan, bool progress,
-                                            int64_t stop_after_steps, const std::string& python,
-                                            const std::filesystem::path& plot_script);
+struct AblationRunOptions {
+  bool progress = true;
+  int64_t stop_after_steps = 0;  // stop every run after this many steps, resumable (0: never)
+  // Wait for the runs other processes are doing (their stage locks) once nothing else is left;
+  // false: leave them to those processes (status "held").
+  bool wait_for_others = true;
+  std::string python;  // runs `plot_script` to draw the plots
+  std::filesystem::path plot_script;
+};
+
+// Runs every run (resuming what is unfinished; a failed run is recorded and the others go on;
+// a run whose stages another process is training is put off until nothing else is left), then
+// writes the results and draws the plots. A stop signal (host/stop_signal.h) starts no further
+// run; the runs not started are recorded as "not run".
+absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan,
+                                            const AblationRunOptions& options);
 
 // Mean and sample standard deviation (0 for fewer than two values).
 std::pair<double, double> MeanStd(const std::vector<double>& values);

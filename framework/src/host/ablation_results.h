@@ -14,7 +14,7 @@ namespace kd::host {
 // What one run of an ablation gave.
 struct AblationRow {
   const AblationRun* run = nullptr;
-  std::string status;  // "done", "interrupted", "failed"
+  std::string status;  // "done", "interrupted", "failed", "held" (by another process), "not run"
   std::string error;
   double seconds = 0, wall = 0;
   std::vector<MetricValue> metrics;

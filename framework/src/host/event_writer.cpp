@@ -79,23 +79,22 @@ uint32_t MaskedCrc32c(const void* data, size_t size) {
   return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
 }
 
-TensorBoardWriter::TensorBoardWriter(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
+absl::Status TensorBoardWriter::Open(const fs::path& dir) {
   char host[256] = "localhost";
   gethostname(host, sizeof(host) - 1);
-  path_ = dir / absl::StrFormat("events.out.tfevents.%d.%s.%d", static_cast<int64_t>(WallTime()),
-                                host, static_cast<int>(getpid()));
-  out_.open(path_, std::ios::binary | std::ios::app);
+  const fs::path path =
+      dir / absl::StrFormat("events.out.tfevents.%d.%s.%d", static_cast<int64_t>(WallTime()), host,
+                            static_cast<int>(getpid()));
+  absl::Status opened = out_.Open(path);
+  if (!opened.ok()) return opened;
   // Event { wall_time = 1; file_version = 3 }
   std::string event;
   Fixed64(event, 1, WallTime());
   Bytes(event, 3, "brain.Event:2");
-  WriteRecord(event);
-  out_.flush();
+  return WriteRecord(event);
 }
 
-void TensorBoardWriter::AddScalar(const std::string& tag, double value, int64_t step) {
+absl::Status TensorBoardWriter::AddScalar(const std::string& tag, double value, int64_t step) {
   // Summary.Value { tag = 1; simple_value = 2 }
   std::string summary_value;
   Bytes(summary_value, 1, tag);
@@ -108,19 +107,20 @@ void TensorBoardWriter::AddScalar(const std::string& tag, double value, int64_t 
   Fixed64(event, 1, WallTime());
   Int64(event, 2, step);
   Bytes(event, 5, summary);
-  WriteRecord(event);
+  return WriteRecord(event);
 }
 
-void TensorBoardWriter::WriteRecord(const std::string& data) {
+absl::Status TensorBoardWriter::WriteRecord(const std::string& data) {
   const uint64_t length = data.size();
   char header[8];
   std::memcpy(header, &length, 8);
   const uint32_t header_crc = MaskedCrc32c(header, 8);
   const uint32_t data_crc = MaskedCrc32c(data.data(), data.size());
-  out_.write(header, 8);
-  out_.write(reinterpret_cast<const char*>(&header_crc), 4);
-  out_.write(data.data(), static_cast<std::streamsize>(data.size()));
-  out_.write(reinterpret_cast<const char*>(&data_crc), 4);
+  std::string record(header, 8);
+  record.append(reinterpret_cast<const char*>(&header_crc), 4);
+  record.append(data);
+  record.append(reinterpret_cast<const char*>(&data_crc), 4);
+  return out_.Append(record);
 }
 
 std::string JsonEscape(const std::string& text) {
@@ -150,13 +150,7 @@ std::string JsonEscape(const std::string& text) {
   return out;
 }
 
-MetricsLog::MetricsLog(const fs::path& path) {
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  out_.open(path, std::ios::app);
-}
-
-void MetricsLog::Write(const std::vector<std::pair<std::string, Value>>& record) {
+absl::Status MetricsLog::Write(const std::vector<std::pair<std::string, Value>>& record) {
   std::string line = "{";
   bool first = true;
   for (const auto& [key, value] : record) {
@@ -173,8 +167,7 @@ void MetricsLog::Write(const std::vector<std::pair<std::string, Value>>& record)
     }
   }
   line += "}\n";
-  out_ << line;
-  out_.flush();
+  return out_.Append(line);
 }
 
 }  // namespace kd::host

@@ -11,38 +11,39 @@
 #include <variant>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "host/files.h"
+
 namespace kd::host {
 
 // CRC-32C (Castagnoli), and the masked form TFRecord stores.
 uint32_t Crc32c(const void* data, size_t size);
 uint32_t MaskedCrc32c(const void* data, size_t size);
 
+// Each record is written whole or not at all (AppendFile); a failed write returns the error, which
+// names the file and the cause.
 class TensorBoardWriter {
  public:
-  // Creates <dir>/events.out.tfevents.<time>.<host>.<pid>.
-  explicit TensorBoardWriter(const std::filesystem::path& dir);
-  bool ok() const { return out_.good(); }
-  const std::filesystem::path& path() const { return path_; }
+  // Creates <dir>/events.out.tfevents.<time>.<host>.<pid> and writes its first event.
+  absl::Status Open(const std::filesystem::path& dir);
+  const std::filesystem::path& path() const { return out_.path(); }
 
-  void AddScalar(const std::string& tag, double value, int64_t step);
-  void Flush() { out_.flush(); }
+  absl::Status AddScalar(const std::string& tag, double value, int64_t step);
 
  private:
-  void WriteRecord(const std::string& data);
-  std::filesystem::path path_;
-  std::ofstream out_;
+  absl::Status WriteRecord(const std::string& data);
+  AppendFile out_;
 };
 
-// One JSON object per line, appended and flushed record by record.
+// One JSON object per line, appended record by record, each line whole or not at all.
 class MetricsLog {
  public:
   using Value = std::variant<int64_t, double, std::string>;
-  explicit MetricsLog(const std::filesystem::path& path);
-  bool ok() const { return out_.good(); }
-  void Write(const std::vector<std::pair<std::string, Value>>& record);
+  absl::Status Open(const std::filesystem::path& path) { return out_.Open(path); }
+  absl::Status Write(const std::vector<std::pair<std::string, Value>>& record);
 
  private:
-  std::ofstream out_;
+  AppendFile out_;
 };
 
 std::string JsonEscape(const std::string& text);

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "kd/error.h"
 
 namespace kd::host {
 
@@ -53,8 +54,17 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
     if (!dir.ok()) return dir;
   }
   const fs::path tmp = path.string() + absl::StrFormat(".tmp-%d", static_cast<int>(getpid()));
+  // What failed, the file it was meant for, and that the file is as it was.
+  const auto Errno = [&](absl::string_view what, const fs::path&) {
+    const int cause = errno;
+    std::error_code ec;
+    return absl::InternalError(absl::StrCat(
+        "cannot write ", path.string(), ": ", what, " its temporary file ", tmp.filename().string(),
+        " failed: ", std::strerror(cause), "; ",
+        fs::exists(path, ec) ? "the previous file is unchanged" : "nothing was written"));
+  };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create", tmp);
+  if (fd < 0) return Errno("creating", tmp);
   size_t written = 0;
   bool paused = WriteDelayMs() <= 0;
   const size_t pause_at = data.size() / 2;
@@ -67,7 +77,7 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
     const ssize_t n = ::write(fd, data.data() + written, end - written);
     if (n < 0) {
       if (errno == EINTR) continue;
-      absl::Status status = Errno("cannot write", tmp);
+      absl::Status status = Errno("writing", tmp);
       ::close(fd);
       ::unlink(tmp.c_str());
       return status;
@@ -75,14 +85,18 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
     written += static_cast<size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    absl::Status status = Errno("cannot flush", tmp);
+    absl::Status status = Errno("flushing", tmp);
     ::close(fd);
     ::unlink(tmp.c_str());
     return status;
   }
-  ::close(fd);
+  if (::close(fd) != 0) {
+    absl::Status status = Errno("closing", tmp);
+    ::unlink(tmp.c_str());
+    return status;
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status status = Errno("cannot rename into place", path);
+    absl::Status status = Errno("renaming", tmp);
     ::unlink(tmp.c_str());
     return status;
   }
@@ -92,6 +106,39 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
   if (dir_fd >= 0) {
     ::fsync(dir_fd);
     ::close(dir_fd);
+  }
+  return absl::OkStatus();
+}
+
+AppendFile::~AppendFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status AppendFile::Open(const fs::path& path) {
+  path_ = path;
+  if (path.has_parent_path()) KD_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) return Errno("cannot open for appending", path);
+  return absl::OkStatus();
+}
+
+absl::Status AppendFile::Append(absl::string_view record) {
+  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_.string(), " is not open"));
+  const off_t start = ::lseek(fd_, 0, SEEK_END);
+  size_t written = 0;
+  while (written < record.size()) {
+    const ssize_t n = ::write(fd_, record.data() + written, record.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int cause = n < 0 ? errno : EIO;
+      // Cut back a partly written record, so that the file ends with a whole one.
+      const bool restored = start >= 0 && ::ftruncate(fd_, start) == 0;
+      return absl::InternalError(absl::StrCat(
+          "cannot write ", path_.string(), ": ", std::strerror(cause), "; ",
+          restored ? "the file keeps every earlier record"
+                   : "the last record may be incomplete (the file could not be cut back)"));
+    }
+    written += static_cast<size_t>(n);
   }
   return absl::OkStatus();
 }

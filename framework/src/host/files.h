@@ -12,7 +12,30 @@
 
 namespace kd::host {
 
+// A failure (no space, I/O error, read-only filesystem) leaves `path` as it was and names `path`
+// and the cause.
 absl::Status WriteFileAtomic(const std::filesystem::path& path, absl::string_view data);
+
+// A log appended to record by record (metrics.jsonl, TensorBoard events). A record is written
+// whole or not at all: a write that fails (no space, I/O error) cuts the file back to where the
+// record began, so the file keeps every earlier record and no torn one, and the error names the
+// file and the cause.
+class AppendFile {
+ public:
+  AppendFile() = default;
+  ~AppendFile();
+  AppendFile(const AppendFile&) = delete;
+  AppendFile& operator=(const AppendFile&) = delete;
+
+  // Opens `path` for appending, creating it (and its directory).
+  absl::Status Open(const std::filesystem::path& path);
+  absl::Status Append(absl::string_view record);
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  int fd_ = -1;
+  std::filesystem::path path_;
+};
 // Removes the temporary files (<name>.tmp-<pid>) that writers killed midway left in `dir`; files
 // of a live process are kept. Returns how many were removed.
 int RemoveStaleTemporaries(const std::filesystem::path& dir);

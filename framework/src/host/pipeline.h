@@ -77,11 +77,17 @@ struct RunOptions {
   // Data-parallel run: every rank runs every stage; rank 0 decides which stages to reuse and
   // writes every file (null: one process).
   Distributed* dist = nullptr;
+  // A stage another process is training (its lock, host/stage_lock.h) is waited for, then reused;
+  // false: the stage ends the run with status "busy" instead.
+  bool wait_for_locks = true;
 };
 
 struct StageResult {
   std::string name;
-  std::string status;  // "trained", "produced" (artefacts), "reused", "interrupted"
+  // "trained", "produced" (artefacts), "reused", "interrupted", "busy" (another process holds
+  // its lock and RunOptions::wait_for_locks is false)
+  std::string status;
+  std::string busy_with;  // "busy": who holds the lock, and the lock file
   std::vector<MetricValue> metrics;
   std::vector<std::string> headline;  // the metric names a summary shows (all when empty)
   double seconds = 0;

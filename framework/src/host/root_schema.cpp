@@ -31,6 +31,15 @@ Schema RunSchema() {
             "data-parallel runs: at the end of every epoch and of training the processes "
             "compare fingerprints of the model's, the distiller's and the EMA's tensors, and "
             "stop naming those that differ (state computed from one process's own samples)")
+      .Float("lock_heartbeat_s", 10.0,
+             "a process training a stage touches the stage's lock file this often, so that "
+             "others (on any machine sharing the work directory) see it is alive")
+      .Min(0.01)
+      .Float("lock_stale_s", 120.0,
+             "a stage lock whose file did not change for this long (as one waiting process "
+             "observes it) is stale, and taken over: its holder died or lost the filesystem; "
+             "a holder on the same host that is gone is taken over at once")
+      .Min(0.05)
       .Bool("sync_batchnorm", false,
             "data-parallel runs: batch norm layers (kd::nn::BatchNorm) normalise with the "
             "statistics of the global batch, over all processes (torch's SyncBatchNorm)");
@@ -146,9 +155,9 @@ std::vector<ConfigSection> ConfigSections() {
 
 const std::vector<std::string>& HashNeutralKeys() {
   static const std::vector<std::string> keys = {
-      "run.work_dir",       "loader.workers",   "loader.prefetch",
-      "train.log_interval", "plugin_dirs",      "run.dist_timeout_s",
-      "run.dist_bucket_mb", "run.dist_overlap", "run.dist_check_state"};
+      "run.work_dir",         "loader.workers",       "loader.prefetch",    "train.log_interval",
+      "plugin_dirs",          "run.dist_timeout_s",   "run.dist_bucket_mb", "run.dist_overlap",
+      "run.dist_check_state", "run.lock_heartbeat_s", "run.lock_stale_s"};
   return keys;
 }
 

@@ -2,6 +2,7 @@
 #include <cctype>
 #include <chrono>
 #include <set>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -10,6 +11,7 @@
 #include "host/options_impl.h"
 #include "host/pipeline.h"
 #include "host/progress.h"
+#include "host/stage_lock.h"
 #include "host/stop_signal.h"
 #include "host/teacher.h"
 #include "host/trainer.h"
@@ -291,25 +293,110 @@ absl::StatusOr<TrainOutcome> ProduceStage(Host& host, const StageConfig& stage,
   return outcome;
 }
 
-// Trains, produces or reuses one stage (status "interrupted" ends the run).
-absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
-                                     const StageConfig& stage, const RunOptions& options,
-                                     Progress& progress) {
+// The stage's lock, as rank 0 got it (the other ranks follow its answers): `lock` (rank 0) or
+// `acquired` (every rank) once held; `busy_with` when another process holds it and the options say
+// not to wait; `stopped` when a stop signal came while waiting.
+struct StageLock {
+  std::unique_ptr<FileLock> lock;
+  bool acquired = false;
+  bool stopped = false;
+  std::string busy_with;
+};
+
+LockTiming StageLockTiming(const StageConfig& stage) {
+  LockTiming timing;
+  timing.heartbeat_s = FindPath(*stage.config, "run.lock_heartbeat_s")->as_float();
+  timing.stale_after_s = FindPath(*stage.config, "run.lock_stale_s")->as_float();
+  return timing;
+}
+
+fs::path StageLockPath(const StageConfig& stage) { return stage.dir / "lock"; }
+
+// Takes the stage's lock; while another process holds it, waits (with a line saying who holds it
+// every 30 s) or, without RunOptions::wait_for_locks, reports it busy.
+absl::StatusOr<StageLock> LockStage(const StageConfig& stage, const RunOptions& options,
+                                    Progress& progress) {
   Distributed* dist = options.dist;
   const bool main = dist == nullptr || dist->is_main();
-  const fs::path summary = stage.dir / "summary.toml";
+  const LockTiming timing = StageLockTiming(stage);
+  const fs::path path = StageLockPath(stage);
+  const auto poll = std::chrono::duration<double>(std::clamp(timing.stale_after_s / 10, 0.05, 1.0));
+  const auto started = std::chrono::steady_clock::now();
+  auto reported = started - std::chrono::hours(1);
+  StageLock out;
+  while (true) {
+    absl::StatusOr<LockAttempt> attempt = LockAttempt{};
+    if (main) attempt = TryLock(path, timing);
+    bool failed = !attempt.ok();
+    if (dist) {
+      KD_ASSIGN_OR_RETURN(failed, AgreeOnRank0(*dist, failed, "stage lock"));
+    }
+    if (failed) {
+      if (!main)
+        return absl::AbortedError(
+            absl::StrCat("stage '", stage.name, "': rank 0 failed to lock it"));
+      return Annotate(attempt.status(),
+                      absl::StrCat("stage '", stage.name, "': cannot lock ", path.string()));
+    }
+    out.acquired = main && attempt->lock != nullptr;
+    if (dist) {
+      KD_ASSIGN_OR_RETURN(out.acquired, AgreeOnRank0(*dist, out.acquired, "stage lock"));
+    }
+    if (out.acquired) {
+      if (main && !attempt->note.empty()) {
+        progress.Line(absl::StrCat("[", stage.name, "] ", attempt->note));
+      }
+      if (main) out.lock = std::move(attempt->lock);
+      return out;
+    }
+    const std::string holder =
+        main ? absl::StrCat(attempt->busy->Describe(), " (lock ", path.string(), ")") : "";
+    if (!options.wait_for_locks) {
+      out.busy_with = holder;
+      return out;
+    }
+    out.stopped = StopSignal() != 0;
+    if (dist) {
+      KD_ASSIGN_OR_RETURN(out.stopped, AgreeOnRank0(*dist, out.stopped, "stop decision"));
+    }
+    if (out.stopped) return out;
+    const auto now = std::chrono::steady_clock::now();
+    if (main && now - reported >= std::chrono::seconds(30)) {
+      progress.Line(absl::StrFormat(
+          "[%s] waiting: another process is training it: %s; waited %s", stage.name, holder,
+          Progress::FormatDuration(std::chrono::duration<double>(now - started).count())));
+      reported = now;
+    }
+    std::this_thread::sleep_for(poll);
+  }
+}
+
+// Whether the stage's summary exists (rank 0's answer).
+absl::StatusOr<bool> StageComplete(const StageConfig& stage, Distributed* dist) {
   std::error_code ec;
-  bool complete = fs::exists(summary, ec);
+  bool complete = fs::exists(stage.dir / "summary.toml", ec);
   if (dist) {
     KD_ASSIGN_OR_RETURN(complete, AgreeOnRank0(*dist, complete, "stage reuse decision"));
   }
-  if (complete) {
-    KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
-    KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
-    progress.Line(
-        absl::StrFormat("[%s] complete in %s; reusing it", stage.name, stage.dir.string()));
-    return reused;
-  }
+  return complete;
+}
+
+absl::StatusOr<StageResult> ReuseStage(const ResolvedConfig& config, const StageConfig& stage,
+                                       Progress& progress, absl::string_view how) {
+  const fs::path summary = stage.dir / "summary.toml";
+  KD_RETURN_IF_ERROR(VerifyStageDir(stage, config, summary));
+  KD_ASSIGN_OR_RETURN(StageResult reused, ReadSummary(stage, summary));
+  progress.Line(
+      absl::StrFormat("[%s] complete in %s%s; reusing it", stage.name, stage.dir.string(), how));
+  return reused;
+}
+
+// Trains or produces a stage whose lock this process holds.
+absl::StatusOr<StageResult> MakeStage(Host& host, const ResolvedConfig& config,
+                                      const StageConfig& stage, const RunOptions& options,
+                                      Progress& progress) {
+  Distributed* dist = options.dist;
+  const bool main = dist == nullptr || dist->is_main();
   if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "config.toml", ToToml(*stage.config)));
   const PipelineAccess access(&config, &stage);
   TrainOutcome outcome;
@@ -336,12 +423,35 @@ absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
     result.status = "interrupted";
     return result;
   }
-  if (main) KD_RETURN_IF_ERROR(WriteFileAtomic(summary, SummaryToml(stage, outcome)));
+  if (main) {
+    KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "summary.toml", SummaryToml(stage, outcome)));
+  }
   if (dist) {
     KD_RETURN_IF_ERROR(CatchDistributed([&] { dist->Barrier("end of stage " + stage.name); }));
   }
   result.status = stage.IsArtifactStage() ? "produced" : "trained";
   return result;
+}
+
+// Trains, produces or reuses one stage (status "interrupted" or "busy" ends the run). The stage is
+// made under its lock; a stage another process completed while this one waited is reused.
+absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
+                                     const StageConfig& stage, const RunOptions& options,
+                                     Progress& progress) {
+  KD_ASSIGN_OR_RETURN(bool complete, StageComplete(stage, options.dist));
+  if (complete) return ReuseStage(config, stage, progress, "");
+  KD_ASSIGN_OR_RETURN(StageLock locked, LockStage(stage, options, progress));
+  if (!locked.acquired) {
+    StageResult result;
+    result.name = stage.name;
+    result.dir = stage.dir;
+    result.status = locked.stopped ? "interrupted" : "busy";
+    result.busy_with = locked.busy_with;
+    return result;
+  }
+  KD_ASSIGN_OR_RETURN(complete, StageComplete(stage, options.dist));
+  if (complete) return ReuseStage(config, stage, progress, " (made by another process meanwhile)");
+  return MakeStage(host, config, stage, options, progress);
 }
 
 }  // namespace
@@ -368,7 +478,7 @@ absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedC
     if (stop) break;
     KD_ASSIGN_OR_RETURN(StageResult result, RunStage(host, config, stage, options, progress));
     results.push_back(std::move(result));
-    if (results.back().status == "interrupted") break;
+    if (results.back().status == "interrupted" || results.back().status == "busy") break;
   }
   return results;
 }

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "kd/error.h"
 
 namespace kd::host {
 
@@ -21,8 +22,10 @@ TrainLog::TrainLog(std::string stage, int64_t total_steps, bool progress, bool w
       processes_(processes),
       progress_(std::make_unique<Progress>(stage_, total_steps, progress)) {
   if (writes) {
-    log_ = std::make_unique<MetricsLog>(dir / "metrics.jsonl");
-    tb_ = std::make_unique<TensorBoardWriter>(dir / "tb");
+    log_ = std::make_unique<MetricsLog>();
+    ThrowIfError(log_->Open(dir / "metrics.jsonl"));
+    tb_ = std::make_unique<TensorBoardWriter>();
+    ThrowIfError(tb_->Open(dir / "tb"));
   }
   window_start_ = loop_start_ = Clock::now();
 }
@@ -73,10 +76,10 @@ void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t
         {"lr", lr},        {"samples_per_s", rate}};
     for (const auto& [name, value] : shown) {
       record.emplace_back(name, value);
-      tb_->AddScalar("train/" + name, value, step);
+      ThrowIfError(tb_->AddScalar("train/" + name, value, step));
     }
-    tb_->AddScalar("train/lr", lr, step);
-    log_->Write(record);
+    ThrowIfError(tb_->AddScalar("train/lr", lr, step));
+    ThrowIfError(log_->Write(record));
   }
   window_terms_.clear();
   window_steps_ = 0;
@@ -91,10 +94,9 @@ void TrainLog::Evaluation(int64_t step, int64_t epoch, const std::vector<MetricV
         {"stage", stage_}, {"kind", std::string("val")}, {"step", step}, {"epoch", epoch}};
     for (const MetricValue& m : values) {
       record.emplace_back(m.name, m.value);
-      tb_->AddScalar("val/" + m.name, m.value, step);
+      ThrowIfError(tb_->AddScalar("val/" + m.name, m.value, step));
     }
-    log_->Write(record);
-    tb_->Flush();
+    ThrowIfError(log_->Write(record));
   }
   progress_->Line(absl::StrFormat("[%s] step %d: %s", stage_, step, FormatMetrics(shown)));
 }

@@ -5,7 +5,9 @@
 // without the fault ends with the weights of a run that never failed.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <cstring>
+
 #include <regex>
 
 #include "absl/strings/str_split.h"
@@ -46,10 +48,11 @@ kd::test::CommandResult RunWithFault(const fs::path& work_dir, const Fault& faul
 
 fs::path Stage(const fs::path& work_dir) { return kd::test::StageDir(work_dir, "student"); }
 
-// The straight run every case is compared with (trained once per test process).
+// The straight run every case is compared with (trained once per test process; ctest runs the
+// cases as parallel processes, so each has its own directory).
 const fs::path& Straight() {
   static const fs::path work = [] {
-    const fs::path dir = kd::test::ScratchDir("write_fault_straight");
+    const fs::path dir = kd::test::ScratchDir("write_fault_straight_" + std::to_string(getpid()));
     auto straight = kd::test::RunCommand(TrainCommand(dir));
     if (straight.exit_code != 0) throw std::runtime_error(straight.output);
     return dir;

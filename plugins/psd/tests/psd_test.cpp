@@ -2,6 +2,8 @@
 // student objective's pieces, against hand-computed values and planted structure.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <torch/torch.h>
 
 #include <fstream>
@@ -76,9 +78,10 @@ class LabelsOnly : public kd::Dataset {
 // The partition the producer `toml` makes of `labels`, read back from the files it wrote.
 psd::LabelPartition Partition(const std::string& toml, const torch::Tensor& labels) {
   auto producer = kd::test::Make<kd::Producer>(kd::Kind::kProducer, toml);
+  // Test cases run as parallel processes: the pid keeps their directories apart.
   static int calls = 0;
-  const std::filesystem::path dir =
-      kd::test::ScratchDir("psd_partition_" + std::to_string(calls++));
+  const std::filesystem::path dir = kd::test::ScratchDir(
+      "psd_partition_" + std::to_string(getpid()) + "_" + std::to_string(calls++));
   kd::ProducerInput input;
   input.train_set = [&] { return std::make_shared<LabelsOnly>(labels); };
   producer->Produce(input, dir);

@@ -220,8 +220,9 @@ TEST_CASE("a teacher from a stage that has not run is an error that says to run 
   const kd::host::PipelineAccess access(&run->config, &student);
   kd::host::TrainOptions options;
   options.progress = false;
-  auto outcome = kd::host::TrainStage(run->host.registry(), &access,
-                                      {student.name, student.dir, student.config}, options);
+  auto outcome =
+      kd::host::TrainStage(run->host.registry(), &access,
+                           {student.name, student.dir, student.config, student.hash}, options);
   REQUIRE_THAT(std::string(outcome.status().message()),
                Contains("distiller.teacher.from_stage: stage 'teacher' has not finished") &&
                    Contains("run the whole pipeline with `kdhost run`"));

@@ -42,6 +42,10 @@ std::vector<Command> Commands() {
   eval_flags.push_back(
       {"--checkpoint", "FILE", "evaluate this model export instead of the stage's"});
   eval_flags.push_back({"--artifact", "best|last", "which export of the stage (default: best)"});
+  eval_flags.push_back({"--json", "FILE",
+                        "also write the export's identity and every metric at full precision as "
+                        "JSON"});
+  eval_flags.push_back({"--quiet", "", "no progress output"});
   std::vector<Flag> produce_flags = kConfigFlags;
   produce_flags.push_back({"--stage", "NAME", "only this artefact stage (repeatable)", true});
   produce_flags.push_back({"--quiet", "", "no progress output"});
@@ -74,7 +78,10 @@ std::vector<Command> Commands() {
   return {
       {"run", "CONFIG", "run every stage of a config, reusing finished ones", run_flags},
       {"train", "CONFIG", "train one stage (and the unfinished stages it needs)", train_flags},
-      {"eval", "CONFIG", "evaluate a stage's exported model on data.val", eval_flags},
+      {"eval", "EXPORT|CONFIG [CONFIG]",
+       "evaluate a model export on data.val: EXPORT.pt with the config stored in it or a given "
+       "CONFIG, or a CONFIG's stage export",
+       eval_flags},
       {"ablate", "CONFIG",
        "run a stage over a grid of settings and seeds; write results.csv, results.md and plots",
        ablate_flags},
@@ -181,11 +188,19 @@ std::optional<Args> Parse(const Command& c, int argc, char** argv, int* exit) {
       args.values[arg].push_back(value);
       continue;
     }
-    if (c.positional.empty() || !args.positional.empty()) {
+    // "EXPORT [CONFIG]": one more positional argument per optional one in the usage.
+    const size_t optional =
+        static_cast<size_t>(std::count(c.positional.begin(), c.positional.end(), '['));
+    if (c.positional.empty() ||
+        (!args.positional.empty() && args.more_positionals.size() >= optional)) {
       *exit = Usage(c, absl::StrCat("unexpected argument '", arg, "'"));
       return std::nullopt;
     }
-    args.positional = arg;
+    if (args.positional.empty()) {
+      args.positional = arg;
+    } else {
+      args.more_positionals.push_back(arg);
+    }
   }
   if (!c.positional.empty() && args.positional.empty() && !args.Has("--all")) {
     *exit = Usage(c, absl::StrCat("missing ", c.positional));

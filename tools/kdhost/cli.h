@@ -50,6 +50,7 @@ void PrintUsage(std::FILE* out);
 
 struct Args {
   std::string positional;
+  std::vector<std::string> more_positionals;  // after the first, for "A [B]" commands
   std::map<std::string, std::vector<std::string>> values;
   bool Has(const std::string& flag) const { return values.count(flag) > 0; }
   std::string Get(const std::string& flag, const std::string& fallback = "") const {

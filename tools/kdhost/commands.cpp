@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "cli.h"
 #include "host/ablation.h"
+#include "host/evaluate_export.h"
 #include "host/files.h"
 #include "host/host.h"
 #include "host/names.h"
@@ -95,9 +97,9 @@ int RunOrTrain(const Command& c, const Args& args) {
       train_options.bench_steps = bench;
       train_options.dist = dist.get();
       train_options.progress = options.progress;
-      auto outcome =
-          kd::host::TrainStage(host.registry(), &access,
-                               {(*stage)->name, (*stage)->dir, (*stage)->config}, train_options);
+      auto outcome = kd::host::TrainStage(
+          host.registry(), &access,
+          {(*stage)->name, (*stage)->dir, (*stage)->config, (*stage)->hash}, train_options);
       if (!outcome.ok()) return Fail(outcome.status());
       if (dist) dist->Shutdown();
       if (dist && !dist->is_main()) return kOk;
@@ -135,31 +137,108 @@ int RunOrTrain(const Command& c, const Args& args) {
   return kOk;
 }
 
+namespace {
+
+// What `kdhost eval` evaluates: the export, and the config whose data.val and metrics it is
+// evaluated with (null: the one stored in the export).
+struct EvalTarget {
+  fs::path export_path;
+  std::optional<kd::host::ResolvedConfig> config;
+  const kd::host::StageConfig* stage = nullptr;
+  std::string config_source = "stored in the export";
+};
+
+absl::StatusOr<EvalTarget> FindEvalTarget(Host& host, const Args& args) {
+  EvalTarget target;
+  const fs::path first = args.positional;
+  const bool config_first = first.extension() == ".toml";
+  if (!config_first) target.export_path = first;
+  if (config_first || !args.more_positionals.empty()) {
+    const fs::path file = config_first ? first : fs::path(args.more_positionals.front());
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) {
+      return absl::NotFoundError(absl::StrCat("config file '", file.string(), "' does not exist"));
+    }
+    KD_ASSIGN_OR_RETURN(target.config, kd::host::ResolveConfig(host, file, args.All("--set"),
+                                                               args.All("--plugin-path")));
+    KD_ASSIGN_OR_RETURN(target.stage, SelectStage(*target.config, args));
+    target.config_source = file.string();
+  }
+  if (config_first) {
+    const std::string artifact = args.Get("--artifact", "best");
+    if (artifact != "best" && artifact != "last") {
+      return absl::InvalidArgumentError("--artifact must be best or last");
+    }
+    target.export_path = args.Has("--checkpoint")
+                             ? fs::path(args.Get("--checkpoint"))
+                             : target.stage->dir / "export" / absl::StrCat(artifact, ".pt");
+  }
+  std::error_code ec;
+  if (!fs::is_regular_file(target.export_path, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat("no model export at ", target.export_path.string(),
+                     config_first ? absl::StrCat("; train the stage first (kdhost run ",
+                                                 first.string(), ") or pass --checkpoint FILE")
+                                  : std::string()));
+  }
+  return target;
+}
+
+}  // namespace
+
 int Eval(const Command&, const Args& args) {
   Host host;
-  auto config = Resolve(host, args);
+  auto target = FindEvalTarget(host, args);
+  if (!target.ok()) return Fail(target.status());
+  auto data = kd::host::LoadModelExport(target->export_path);
+  if (!data.ok()) return Fail(data.status());
+  // An output that cannot be written is found before the evaluation runs.
+  if (const fs::path json = args.Get("--json"); !json.empty() && json.has_parent_path()) {
+    if (absl::Status dir = kd::host::EnsureDir(json.parent_path()); !dir.ok()) {
+      return Fail(
+          absl::Status(dir.code(), absl::StrCat("--json ", json.string(), ": ", dir.message())));
+    }
+  }
+  std::vector<std::string> stored_overrides;
+  if (!target->stage) {
+    // The stored config names the plugins it needs.
+    auto stored = kd::host::ParseToml(data->stage_config, target->export_path.string());
+    if (stored.ok()) {
+      for (const std::string& assignment : args.All("--set")) {
+        if (absl::Status s = kd::host::ApplyOverride(*stored, assignment); !s.ok()) return Fail(s);
+      }
+      absl::Status loaded =
+          host.LoadPluginsFor(*stored, target->export_path, args.All("--plugin-path"));
+      if (!loaded.ok()) return Fail(loaded);
+    }
+    stored_overrides = args.All("--set");
+  }
+  auto config = kd::host::ExportEvalConfig(host.registry(), *data, target->export_path,
+                                           target->stage ? target->stage->config.get() : nullptr,
+                                           stored_overrides);
   if (!config.ok()) return Fail(config.status());
-  auto stage = SelectStage(*config, args);
-  if (!stage.ok()) return Fail(stage.status());
-  const std::string artifact = args.Get("--artifact", "best");
-  if (artifact != "best" && artifact != "last") {
-    return Fail(absl::InvalidArgumentError("--artifact must be best or last"));
-  }
-  const fs::path path = args.Has("--checkpoint")
-                            ? fs::path(args.Get("--checkpoint"))
-                            : (*stage)->dir / "export" / absl::StrCat(artifact, ".pt");
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) {
-    return Fail(absl::NotFoundError(absl::StrCat("no model export at ", path.string(),
-                                                 "; train the stage first (kdhost run ",
-                                                 args.positional, ") or pass --checkpoint FILE")));
-  }
-  const kd::host::PipelineAccess access(&*config, *stage);
+  std::optional<kd::host::PipelineAccess> access;
+  if (target->stage) access.emplace(&*target->config, target->stage);
+  const std::string stage_name = !data->stage.empty() ? data->stage : "eval";
   auto metrics = kd::host::EvaluateExport(
-      host.registry(), &access, {(*stage)->name, (*stage)->dir, (*stage)->config}, path, true);
+      host.registry(), access ? &*access : nullptr,
+      {stage_name, target->export_path.parent_path(), *config, data->stage_hash},
+      target->export_path, !args.Has("--quiet"));
   if (!metrics.ok()) return Fail(metrics.status());
-  std::printf("%s (stage %s)\n", path.string().c_str(), (*stage)->name.c_str());
-  for (const kd::MetricValue& m : *metrics) std::printf("  %-12s %.4f\n", m.name.c_str(), m.value);
+  std::printf("%s (stage %s, step %lld%s)\n", target->export_path.string().c_str(),
+              stage_name.c_str(), static_cast<long long>(data->step),
+              data->stage_hash.empty() ? "" : (", hash " + data->stage_hash).c_str());
+  for (const kd::MetricValue& m : *metrics) std::printf("  %-12s %.6f\n", m.name.c_str(), m.value);
+  if (args.Has("--json")) {
+    const kd::host::ResultIdentity identity{stage_name, data->stage_hash, data->step,
+                                            fs::absolute(target->export_path),
+                                            target->config_source};
+    const fs::path json = args.Get("--json");
+    absl::Status written =
+        kd::host::WriteFileAtomic(json, kd::host::ResultJson(identity, *metrics));
+    if (!written.ok()) return Fail(written);
+    std::printf("wrote %s\n", json.string().c_str());
+  }
   return kOk;
 }
 

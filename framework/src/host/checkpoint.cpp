@@ -142,6 +142,8 @@ absl::Status SaveModelExport(const fs::path& path, const ModelExport& data) {
   dict.insert("metrics", MetricsValue(data.metrics));
   dict.insert("stage", data.stage);
   dict.insert("step", data.step);
+  if (!data.stage_config.empty()) dict.insert("stage_config", data.stage_config);
+  if (!data.stage_hash.empty()) dict.insert("stage_hash", data.stage_hash);
   return WritePickleFile(path, dict);
 }
 
@@ -174,6 +176,8 @@ absl::StatusOr<ModelExport> LoadModelExport(const fs::path& path) {
     out.metrics = MetricsFrom(dict.at("metrics"));
     out.stage = dict.at("stage").toStringRef();
     out.step = dict.at("step").toInt();
+    if (dict.contains("stage_config")) out.stage_config = dict.at("stage_config").toStringRef();
+    if (dict.contains("stage_hash")) out.stage_hash = dict.at("stage_hash").toStringRef();
   } catch (const std::exception& e) {
     return absl::DataLossError(
         absl::StrCat(path.string(), ": incomplete model export: ", e.what()));

@@ -53,6 +53,10 @@ struct ModelExport {
   std::vector<MetricValue> metrics;
   std::string stage;
   int64_t step = 0;
+  // The resolved config of the stage that wrote it (TOML) and its hash: `kdhost eval` evaluates
+  // the export with its data.val and metrics. Empty in exports written before they were stored.
+  std::string stage_config;
+  std::string stage_hash;
 };
 
 absl::Status SaveModelExport(const std::filesystem::path& path, const ModelExport& data);

@@ -47,7 +47,8 @@ Schema RunSchema() {
 
 Schema DataSchema() {
   return Schema()
-      .Nested("train", Kind::kDataset, "training split")
+      .Nested("train", Kind::kDataset,
+              "training split; required to train (evaluating an export needs only `val`)", false)
       .Nested("val", Kind::kDataset, "evaluation split (no evaluation when absent)", false);
 }
 

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "host/evaluate_export.h"
 #include "host/files.h"
 #include "host/options_impl.h"
 #include "host/pipeline.h"
@@ -409,8 +410,9 @@ absl::StatusOr<StageResult> MakeStage(Host& host, const ResolvedConfig& config,
     train_options.fresh = options.fresh;
     train_options.progress = options.progress;
     train_options.dist = dist;
-    KD_ASSIGN_OR_RETURN(outcome, TrainStage(host.registry(), &access,
-                                            {stage.name, stage.dir, stage.config}, train_options));
+    KD_ASSIGN_OR_RETURN(
+        outcome, TrainStage(host.registry(), &access,
+                            {stage.name, stage.dir, stage.config, stage.hash}, train_options));
   }
   StageResult result;
   result.name = stage.name;
@@ -423,6 +425,14 @@ absl::StatusOr<StageResult> MakeStage(Host& host, const ResolvedConfig& config,
     result.status = "interrupted";
     return result;
   }
+  if (main && !stage.IsArtifactStage()) {
+    // The same JSON as `kdhost eval --json`, for the final evaluation (export/last.pt).
+    ResultIdentity identity{stage.name, stage.hash, outcome.steps, stage.dir / "export" / "last.pt",
+                            (stage.dir / "config.toml").string()};
+    KD_RETURN_IF_ERROR(
+        WriteFileAtomic(stage.dir / "summary.json", ResultJson(identity, outcome.metrics)));
+  }
+  // Written last: it marks the stage complete.
   if (main) {
     KD_RETURN_IF_ERROR(WriteFileAtomic(stage.dir / "summary.toml", SummaryToml(stage, outcome)));
   }

@@ -24,6 +24,7 @@ struct StageRun {
   std::string name;
   std::filesystem::path dir;
   std::shared_ptr<const CNode> config;  // validated stage config
+  std::string hash;                     // the stage hash (stored in its exports)
 };
 
 struct TrainOptions {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "host/train/amp.h"
 #include "host/train/guarded.h"
@@ -51,7 +52,17 @@ TensorDict Evaluator::Forward(Model& model, const TensorDict& on_device) {
 
 void Evaluator::Update(const TensorDict& outputs, const TensorDict& batch) {
   for (size_t i = 0; i < metrics_.metrics.size(); ++i) {
-    Guarded("metric " + metrics_.names[i], [&] { metrics_.metrics[i]->Update(outputs, batch); });
+    try {
+      Guarded("metric " + metrics_.names[i], [&] { metrics_.metrics[i]->Update(outputs, batch); });
+    } catch (const Error& e) {
+      // Most often a metric of another task than the model's: say what the model gives.
+      throw Error(absl::Status(
+          e.status().code(),
+          absl::StrCat(e.status().message(),
+                       " (the model's outputs: ", absl::StrJoin(outputs.Keys(), ", "),
+                       "; the batch: ", absl::StrJoin(batch.Keys(), ", "),
+                       "); check that the metric fits the model's task and the data")));
+    }
   }
 }
 

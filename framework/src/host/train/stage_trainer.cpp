@@ -103,6 +103,11 @@ void StageTrainer::CheckStageTables(bool for_training) const {
                                    "` (see `kdhost describe config`)"));
     }
   }
+  if (for_training && !root_.Sub("data").Has("train")) {
+    root_.Sub("data").Fail("train", absl::StrCat("stage '", stage_.name,
+                                                 "' trains a model and needs a training split, "
+                                                 "data.train"));
+  }
   if (for_training && !root_.Sub("train").Has("optimizer")) {
     root_.Sub("train").Fail("optimizer",
                             "a training stage needs an optimizer, e.g. "
@@ -125,7 +130,7 @@ void StageTrainer::BuildModelAndData(BuildContext& ctx, bool for_training) {
   model_->to(device_);
   for (const Options& m : root_.SubList("metrics")) {
     metrics_.metrics.push_back(ctx.Build<Metric>(Kind::kMetric, m));
-    metrics_.names.push_back(m.Type());
+    metrics_.names.push_back(absl::StrCat(m.Type(), " (", m.Location(), ": ", m.KeyPath(), ")"));
   }
   if (val_set_) val_loader_ = std::make_unique<DataLoader>(val_set_, LoaderSettings(false));
 }
@@ -284,6 +289,8 @@ void StageTrainer::ExportModel(const fs::path& path, const std::vector<MetricVal
   data.metrics = metrics;
   data.stage = stage_.name;
   data.step = step_;
+  data.stage_config = ToToml(*stage_.config);
+  data.stage_hash = stage_.hash;
   ThrowIfError(SaveModelExport(path, data));
 }
 
@@ -291,6 +298,19 @@ std::vector<MetricValue> StageTrainer::EvaluateFile(const fs::path& path) {
   Setup(false);
   if (!val_loader_) root_.Sub("data").Fail("", "no `val` dataset to evaluate on");
   ModelExport data = ValueOrThrow(LoadModelExport(path));
+  const std::vector<std::string>& mine = dataset_info_.class_names;
+  if (!data.class_names.empty() && !mine.empty() && data.class_names != mine) {
+    const auto some = [](const std::vector<std::string>& names) {
+      std::vector<std::string> head(names.begin(),
+                                    names.begin() + std::min<size_t>(names.size(), 5));
+      return absl::StrCat(names.size(), " labels (", absl::StrJoin(head, ", "),
+                          names.size() > 5 ? ", ..." : "", ")");
+    };
+    root_.Sub("data").Fail(
+        "val",
+        absl::StrCat(path.string(), " was trained on ", some(data.class_names), "; data.val has ",
+                     some(mine), ". Evaluate it on data with its label space"));
+  }
   ValueOrThrow(LoadModuleState(*model_, data.state, LoadMode::kStrict, path.string()));
   started_ = Clock::now();
   return evaluator_->Evaluate(*model_, "");

@@ -11,6 +11,9 @@
 
 #include "host/checkpoint.h"
 #include "host/files.h"
+#include "kd/dataset.h"
+#include "kd/model.h"
+#include "kd/rng.h"
 #include "test_support.h"
 
 namespace fs = std::filesystem;
@@ -187,4 +190,86 @@ TEST_CASE(
                                          ": cannot create directory " + (dir / "a_file").string() +
                                          ": Not a directory"));
   CHECK_THAT(unwritable.output, !Contains("mAP"));
+}
+
+TEST_CASE(
+    "kdhost predict writes one row per sample as .npy files numpy reads, with the sample "
+    "indices, the label names and the logits of the exported model") {
+  const fs::path stage = TrainedStage();
+  const fs::path dir = kd::test::ScratchDir("predict");
+  const std::string best = (stage / "export" / "best.pt").string();
+  const fs::path out = dir / "predictions";
+  auto result =
+      kd::test::RunCommand(Kdhost() + " predict " + best + " --quiet --out " + out.string());
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  CHECK_FALSE(fs::exists(out.string() + ".partial"));
+  const std::string meta = *kd::host::ReadFile(out / "meta.json");
+  INFO(meta);
+  CHECK_THAT(meta, Contains("\"samples\": 64") && Contains("\"index\": \"index.npy\"") &&
+                       Contains("\"logits\": {\"file\": \"logits.npy\", \"dtype\": \"float32\", "
+                                "\"shape\": [64, 10]}") &&
+                       Contains("\"class_names\": [\"T-shirt/top\", \"Trouser\","));
+  CHECK_THAT(meta, !Contains("feat."));  // features are left out unless named
+  CHECK_THAT(meta, Contains("\"inputs\": {}"));
+
+  // numpy reads the files without kdhost.
+  const fs::path script = dir / "read.py";
+  kd::test::WriteText(script,
+                      "import json, sys, numpy as np\n"
+                      "d = sys.argv[1]\n"
+                      "meta = json.load(open(d + '/meta.json'))\n"
+                      "logits = np.load(d + '/logits.npy', mmap_mode='r')\n"
+                      "index = np.load(d + '/index.npy')\n"
+                      "print(logits.dtype, logits.shape, index.dtype, index.shape,\n"
+                      "      bool((index == np.arange(64)).all()),\n"
+                      "      len(meta['class_names']), meta['stage'])\n"
+                      "print('row0 %.9g %.9g' % (logits[0, 0], logits[0, 9]))\n");
+  auto read =
+      kd::test::RunCommand(kd::test::PythonPath() + " " + script.string() + " " + out.string());
+  INFO(read.output);
+  REQUIRE(read.exit_code == 0);
+  CHECK_THAT(read.output, Contains("float32 (64, 10) int64 (64,) True 10 student"));
+
+  // The rows are the exported model's logits: sample 0 through the model built from the export.
+  auto data = kd::host::LoadModelExport(best);
+  REQUIRE(data.ok());
+  kd::DatasetInfo info("multilabel", data->class_names);
+  auto model = kd::test::Make<kd::Model>(kd::Kind::kModel, data->model_config, info);
+  REQUIRE(kd::host::LoadModuleState(*model, data->state, kd::host::LoadMode::kStrict, best).ok());
+  model->eval();
+  auto val =
+      kd::test::Make<kd::Dataset>(kd::Kind::kDataset, R"(type = "fmnist_tasks::MultiLabelMosaic"
+split = "test"
+num_samples = 64
+grid = 2
+min_items = 2
+max_items = 4
+seed = 1)");
+  kd::Rng rng(0);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor logits =
+      model->Forward({{"image", val->Get(0, rng).at("image").unsqueeze(0)}}).at("logits");
+  std::smatch row;
+  REQUIRE(std::regex_search(read.output, row, std::regex("row0 (\\S+) (\\S+)")));
+  CHECK(std::stof(row[1].str()) == Approx(logits[0][0].item<float>()).epsilon(1e-6));
+  CHECK(std::stof(row[2].str()) == Approx(logits[0][9].item<float>()).epsilon(1e-6));
+
+  // Again into the same directory: replaced. Into a directory that is not a prediction: refused.
+  auto again =
+      kd::test::RunCommand(Kdhost() + " predict " + best + " --quiet --out " + out.string());
+  CHECK(again.exit_code == 0);
+  kd::test::WriteText(dir / "mine" / "notes.txt", "keep me");
+  auto refused = kd::test::RunCommand(Kdhost() + " predict " + best + " --quiet --out " +
+                                      (dir / "mine").string());
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.output, Contains("exists and is not a kdhost predict directory"));
+  CHECK(*kd::host::ReadFile(dir / "mine" / "notes.txt") == "keep me");
+  auto unknown = kd::test::RunCommand(Kdhost() + " predict " + best + " --quiet --outputs scores" +
+                                      " --out " + (dir / "unknown").string());
+  CHECK(unknown.exit_code != 0);
+  CHECK_THAT(unknown.output,
+             Contains("--outputs: the model has no output 'scores' (it has: logits"));
+  CHECK_FALSE(fs::exists(dir / "unknown"));
+  CHECK_FALSE(fs::exists(dir / "unknown.partial"));
 }

@@ -46,6 +46,15 @@ std::vector<Command> Commands() {
                         "also write the export's identity and every metric at full precision as "
                         "JSON"});
   eval_flags.push_back({"--quiet", "", "no progress output"});
+  std::vector<Flag> predict_flags = kConfigFlags;
+  predict_flags.push_back({"--out", "DIR", "the directory to write (required)"});
+  predict_flags.push_back(
+      {"--outputs", "KEY,KEY", "the model outputs to write (default: every output but features)"});
+  predict_flags.push_back({"--inputs", "KEY,KEY",
+                           "also write these tensors of the batches (e.g. image,labels) as "
+                           "batch.<key>.npy"});
+  predict_flags.push_back({"--stage", "NAME", "the stage of CONFIG whose data.val to use"});
+  predict_flags.push_back({"--quiet", "", "no progress output"});
   std::vector<Flag> produce_flags = kConfigFlags;
   produce_flags.push_back({"--stage", "NAME", "only this artefact stage (repeatable)", true});
   produce_flags.push_back({"--quiet", "", "no progress output"});
@@ -82,6 +91,9 @@ std::vector<Command> Commands() {
        "evaluate a model export on data.val: EXPORT.pt with the config stored in it or a given "
        "CONFIG, or a CONFIG's stage export",
        eval_flags},
+      {"predict", "EXPORT [CONFIG]",
+       "write a model export's outputs on data.val as .npy files, one row per sample",
+       predict_flags},
       {"ablate", "CONFIG",
        "run a stage over a grid of settings and seeds; write results.csv, results.md and plots",
        ablate_flags},

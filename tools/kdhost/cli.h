@@ -83,6 +83,7 @@ absl::StatusOr<const kd::host::StageConfig*> SelectStage(const kd::host::Resolve
 // The commands (commands.cpp).
 int RunOrTrain(const Command& c, const Args& args);
 int Eval(const Command& c, const Args& args);
+int Predict(const Command& c, const Args& args);
 int Config(const Command& c, const Args& args);
 int Produce(const Command& c, const Args& args);
 int Ablate(const Command& c, const Args& args);

@@ -184,14 +184,56 @@ absl::StatusOr<EvalTarget> FindEvalTarget(Host& host, const Args& args) {
   return target;
 }
 
+// An export ready to evaluate: the export, its evaluation config and the stage it runs as.
+struct EvalSetup {
+  EvalTarget target;
+  kd::host::ModelExport data;
+  std::shared_ptr<const kd::host::CNode> config;
+  std::optional<kd::host::PipelineAccess> access;
+  std::string stage_name;
+
+  kd::host::StageRun Run() const {
+    return {stage_name, target.export_path.parent_path(), config, data.stage_hash};
+  }
+  const kd::StageAccess* Access() const { return access ? &*access : nullptr; }
+  kd::host::ResultIdentity Identity() const {
+    return {stage_name, data.stage_hash, data.step, fs::absolute(target.export_path),
+            target.config_source};
+  }
+};
+
+absl::Status PrepareEval(Host& host, const Args& args, EvalSetup& setup) {
+  KD_ASSIGN_OR_RETURN(setup.target, FindEvalTarget(host, args));
+  KD_ASSIGN_OR_RETURN(setup.data, kd::host::LoadModelExport(setup.target.export_path));
+  std::vector<std::string> stored_overrides;
+  if (!setup.target.stage) {
+    // The stored config names the plugins it needs.
+    auto stored = kd::host::ParseToml(setup.data.stage_config, setup.target.export_path.string());
+    if (stored.ok()) {
+      for (const std::string& assignment : args.All("--set")) {
+        KD_RETURN_IF_ERROR(kd::host::ApplyOverride(*stored, assignment));
+      }
+      KD_RETURN_IF_ERROR(
+          host.LoadPluginsFor(*stored, setup.target.export_path, args.All("--plugin-path")));
+    }
+    stored_overrides = args.All("--set");
+  }
+  KD_ASSIGN_OR_RETURN(
+      setup.config,
+      kd::host::ExportEvalConfig(host.registry(), setup.data, setup.target.export_path,
+                                 setup.target.stage ? setup.target.stage->config.get() : nullptr,
+                                 stored_overrides));
+  if (setup.target.stage) setup.access.emplace(&*setup.target.config, setup.target.stage);
+  setup.stage_name = !setup.data.stage.empty() ? setup.data.stage : "eval";
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int Eval(const Command&, const Args& args) {
   Host host;
-  auto target = FindEvalTarget(host, args);
-  if (!target.ok()) return Fail(target.status());
-  auto data = kd::host::LoadModelExport(target->export_path);
-  if (!data.ok()) return Fail(data.status());
+  EvalSetup setup;
+  if (absl::Status ready = PrepareEval(host, args, setup); !ready.ok()) return Fail(ready);
   // An output that cannot be written is found before the evaluation runs.
   if (const fs::path json = args.Get("--json"); !json.empty() && json.has_parent_path()) {
     if (absl::Status dir = kd::host::EnsureDir(json.parent_path()); !dir.ok()) {
@@ -199,46 +241,47 @@ int Eval(const Command&, const Args& args) {
           absl::Status(dir.code(), absl::StrCat("--json ", json.string(), ": ", dir.message())));
     }
   }
-  std::vector<std::string> stored_overrides;
-  if (!target->stage) {
-    // The stored config names the plugins it needs.
-    auto stored = kd::host::ParseToml(data->stage_config, target->export_path.string());
-    if (stored.ok()) {
-      for (const std::string& assignment : args.All("--set")) {
-        if (absl::Status s = kd::host::ApplyOverride(*stored, assignment); !s.ok()) return Fail(s);
-      }
-      absl::Status loaded =
-          host.LoadPluginsFor(*stored, target->export_path, args.All("--plugin-path"));
-      if (!loaded.ok()) return Fail(loaded);
-    }
-    stored_overrides = args.All("--set");
-  }
-  auto config = kd::host::ExportEvalConfig(host.registry(), *data, target->export_path,
-                                           target->stage ? target->stage->config.get() : nullptr,
-                                           stored_overrides);
-  if (!config.ok()) return Fail(config.status());
-  std::optional<kd::host::PipelineAccess> access;
-  if (target->stage) access.emplace(&*target->config, target->stage);
-  const std::string stage_name = !data->stage.empty() ? data->stage : "eval";
-  auto metrics = kd::host::EvaluateExport(
-      host.registry(), access ? &*access : nullptr,
-      {stage_name, target->export_path.parent_path(), *config, data->stage_hash},
-      target->export_path, !args.Has("--quiet"));
+  auto metrics = kd::host::EvaluateExport(host.registry(), setup.Access(), setup.Run(),
+                                          setup.target.export_path, !args.Has("--quiet"));
   if (!metrics.ok()) return Fail(metrics.status());
-  std::printf("%s (stage %s, step %lld%s)\n", target->export_path.string().c_str(),
-              stage_name.c_str(), static_cast<long long>(data->step),
-              data->stage_hash.empty() ? "" : (", hash " + data->stage_hash).c_str());
+  std::printf("%s (stage %s, step %lld%s)\n", setup.target.export_path.string().c_str(),
+              setup.stage_name.c_str(), static_cast<long long>(setup.data.step),
+              setup.data.stage_hash.empty() ? "" : (", hash " + setup.data.stage_hash).c_str());
   for (const kd::MetricValue& m : *metrics) std::printf("  %-12s %.6f\n", m.name.c_str(), m.value);
   if (args.Has("--json")) {
-    const kd::host::ResultIdentity identity{stage_name, data->stage_hash, data->step,
-                                            fs::absolute(target->export_path),
-                                            target->config_source};
     const fs::path json = args.Get("--json");
     absl::Status written =
-        kd::host::WriteFileAtomic(json, kd::host::ResultJson(identity, *metrics));
+        kd::host::WriteFileAtomic(json, kd::host::ResultJson(setup.Identity(), *metrics));
     if (!written.ok()) return Fail(written);
     std::printf("wrote %s\n", json.string().c_str());
   }
+  return kOk;
+}
+
+int Predict(const Command& c, const Args& args) {
+  if (!args.Has("--out")) return Usage(c, "--out DIR is required");
+  if (!args.more_positionals.empty() && fs::path(args.positional).extension() == ".toml") {
+    return Usage(c, "the first argument is the model export (EXPORT.pt), then the config");
+  }
+  Host host;
+  EvalSetup setup;
+  if (absl::Status ready = PrepareEval(host, args, setup); !ready.ok()) return Fail(ready);
+  std::vector<std::string> keys, inputs;
+  if (args.Has("--outputs")) keys = absl::StrSplit(args.Get("--outputs"), ',', absl::SkipEmpty());
+  if (args.Has("--inputs")) inputs = absl::StrSplit(args.Get("--inputs"), ',', absl::SkipEmpty());
+  kd::host::PredictionWriter writer(args.Get("--out"), keys, inputs);
+  if (absl::Status ready = writer.Prepare(); !ready.ok()) return Fail(ready);
+  absl::Status predicted = kd::host::PredictExport(
+      host.registry(), setup.Access(), setup.Run(), setup.target.export_path,
+      [&](const kd::TensorDict& outputs, const kd::TensorDict& batch, const torch::Tensor& index) {
+        writer.Add(outputs, batch, index);
+      },
+      !args.Has("--quiet"));
+  if (!predicted.ok()) return Fail(predicted);
+  absl::Status finished = writer.Finish(kd::host::ResultJson(setup.Identity(), {}), setup.data);
+  if (!finished.ok()) return Fail(finished);
+  std::printf("wrote %s (meta.json, index.npy and one .npy per output)\n",
+              args.Get("--out").c_str());
   return kOk;
 }
 

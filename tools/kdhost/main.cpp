@@ -40,6 +40,7 @@ int Main(int argc, char** argv) {
                                    " (RANK/WORLD_SIZE are set). Start it as a single process"));
     }
     if (c.name == "eval") return Eval(c, *args);
+    if (c.name == "predict") return Predict(c, *args);
     if (c.name == "config") return Config(c, *args);
     if (c.name == "produce") return Produce(c, *args);
     if (c.name == "ablate") return Ablate(c, *args);

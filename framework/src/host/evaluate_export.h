@@ -12,6 +12,7 @@
 #include "host/config.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
+#include "kd/tensor_dict.h"
 
 namespace kd::host {
 
@@ -21,6 +22,33 @@ namespace kd::host {
 absl::StatusOr<std::shared_ptr<const CNode>> ExportEvalConfig(
     const Registry& registry, const ModelExport& data, const std::filesystem::path& export_path,
     const CNode* base, const std::vector<std::string>& overrides);
+
+// Writes `kdhost predict`'s directory: <key>.npy per model output (rows in sample order),
+// batch.<key>.npy per batch tensor asked for, index.npy (the dataset index of each row) and
+// meta.json; into <out>.partial/, renamed to <out>
+// once complete, so a failed or interrupted prediction leaves no partial <out>.
+class PredictionWriter {
+ public:
+  // `keys`: the outputs to keep; empty: every output except features ("feat.*").
+  // `inputs`: the batch tensors to keep as well.
+  PredictionWriter(std::filesystem::path out, std::vector<std::string> keys,
+                   std::vector<std::string> inputs);
+  ~PredictionWriter();
+  // Refuses an `out` that exists and is not an earlier prediction; makes <out>.partial/.
+  absl::Status Prepare();
+  // One batch (throws kd::Error naming the output that does not fit).
+  void Add(const TensorDict& outputs, const TensorDict& batch, const torch::Tensor& index);
+  // Closes the files, writes meta.json and moves the directory into place.
+  absl::Status Finish(const std::string& identity_json, const ModelExport& data);
+
+ private:
+  struct Output;
+  std::filesystem::path out_, partial_;
+  std::vector<std::string> keys_, inputs_;
+  std::vector<std::unique_ptr<Output>> outputs_, batch_;
+  std::unique_ptr<Output> index_;
+  bool finished_ = false;
+};
 
 // Where a result comes from.
 struct ResultIdentity {

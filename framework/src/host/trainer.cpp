@@ -63,6 +63,22 @@ absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAcc
   return CatchAll(stage.name, [&] { return StageTrainer(registry, stages, stage, options).Run(); });
 }
 
+absl::Status PredictExport(
+    const Registry& registry, const StageAccess* stages, const StageRun& stage,
+    const fs::path& export_path,
+    const std::function<void(const TensorDict& outputs, const TensorDict& batch,
+                             const torch::Tensor& index)>& sink,
+    bool progress) {
+  TrainOptions options;
+  options.progress = progress;
+  return CatchAll(stage.name,
+                  [&] {
+                    StageTrainer(registry, stages, stage, options).PredictFile(export_path, sink);
+                    return true;
+                  })
+      .status();
+}
+
 absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,
                                                         const StageAccess* stages,
                                                         const StageRun& stage,

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "host/distributed.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
+#include "kd/tensor_dict.h"
 
 namespace kd::host {
 
@@ -50,6 +52,15 @@ struct TrainOutcome {
 
 absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAccess* stages,
                                         const StageRun& stage, const TrainOptions& options);
+
+// The outputs of a model export on the stage's `data.val`, batch by batch: `sink` gets each
+// batch's outputs and the batch (CPU tensors) and the dataset indices of its samples.
+absl::Status PredictExport(
+    const Registry& registry, const StageAccess* stages, const StageRun& stage,
+    const std::filesystem::path& export_path,
+    const std::function<void(const TensorDict& outputs, const TensorDict& batch,
+                             const torch::Tensor& index)>& sink,
+    bool progress);
 
 // Evaluates a model export on the stage's `data.val`.
 absl::StatusOr<std::vector<MetricValue>> EvaluateExport(const Registry& registry,

@@ -45,6 +45,22 @@ std::vector<MetricValue> Evaluator::Evaluate(Model& model, const std::string& pr
   return out;
 }
 
+void Evaluator::Predict(Model& model, const PredictionSink& sink) {
+  torch::NoGradGuard no_grad;
+  model.eval();
+  const std::vector<int64_t> order = loader_->Order(0);
+  auto epoch = loader_->Start(0);
+  int64_t position = 0;
+  while (std::optional<TensorDict> batch = epoch->Next()) {
+    const auto [first, last] = loader_->Range(position++);
+    const torch::Tensor index =
+        torch::tensor(std::vector<int64_t>(order.begin() + first, order.begin() + last));
+    const TensorDict outputs = Forward(model, batch->To(device_, true));
+    sink(outputs.To(torch::kCPU, false), *batch, index);
+  }
+  model.train();
+}
+
 TensorDict Evaluator::Forward(Model& model, const TensorDict& on_device) {
   AutocastGuard autocast(autocast_.enabled, autocast_.dtype);
   return Guarded("model forward (evaluation)", [&] { return model.Forward(on_device); });

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +36,11 @@ class Evaluator {
   bool can_evaluate() const { return loader_ != nullptr && !metrics_.metrics.empty(); }
   // One pass over the loader; value names get `prefix`. Leaves the model in training mode.
   std::vector<MetricValue> Evaluate(Model& model, const std::string& prefix);
+  // One pass over the loader in one process, handing each batch's outputs and the batch itself
+  // (on the CPU) and the dataset indices of its samples to `sink`.
+  using PredictionSink = std::function<void(const TensorDict& outputs, const TensorDict& batch,
+                                            const torch::Tensor& index)>;
+  void Predict(Model& model, const PredictionSink& sink);
 
   // The value names a summary shows (each metric's first value, with its prefix), in the order
   // first seen, and the direction of each value (by its name without a prefix).

@@ -295,6 +295,16 @@ void StageTrainer::ExportModel(const fs::path& path, const std::vector<MetricVal
 }
 
 std::vector<MetricValue> StageTrainer::EvaluateFile(const fs::path& path) {
+  LoadExportForEvaluation(path);
+  return evaluator_->Evaluate(*model_, "");
+}
+
+void StageTrainer::PredictFile(const fs::path& path, const Evaluator::PredictionSink& sink) {
+  LoadExportForEvaluation(path);
+  evaluator_->Predict(*model_, sink);
+}
+
+void StageTrainer::LoadExportForEvaluation(const fs::path& path) {
   Setup(false);
   if (!val_loader_) root_.Sub("data").Fail("", "no `val` dataset to evaluate on");
   ModelExport data = ValueOrThrow(LoadModelExport(path));
@@ -313,7 +323,6 @@ std::vector<MetricValue> StageTrainer::EvaluateFile(const fs::path& path) {
   }
   ValueOrThrow(LoadModuleState(*model_, data.state, LoadMode::kStrict, path.string()));
   started_ = Clock::now();
-  return evaluator_->Evaluate(*model_, "");
 }
 
 }  // namespace kd::host

@@ -45,9 +45,13 @@ class StageTrainer {
 
   TrainOutcome Run();
   std::vector<MetricValue> EvaluateFile(const std::filesystem::path& path);
+  // The model export's outputs on data.val, batch by batch (see Evaluator::Predict).
+  void PredictFile(const std::filesystem::path& path, const Evaluator::PredictionSink& sink);
 
  private:
   using Clock = std::chrono::steady_clock;
+  // Builds the evaluation pieces and loads the export's weights (its labels checked).
+  void LoadExportForEvaluation(const std::filesystem::path& path);
 
   // What one run of the loop keeps between micro-batches.
   struct Loop {

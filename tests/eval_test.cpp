@@ -273,3 +273,59 @@ seed = 1)");
   CHECK_FALSE(fs::exists(dir / "unknown"));
   CHECK_FALSE(fs::exists(dir / "unknown.partial"));
 }
+
+TEST_CASE(
+    "a ResNet and a MobileNetV2 export load into torchvision with strict=True and give "
+    "kdhost predict's logits, traced with torch.jit.trace too") {
+  const fs::path dir = kd::test::ScratchDir("to_torchvision");
+  const std::string reduced =
+      " --set data.train.num_samples=128 --set data.val.num_samples=16 --set loader.batch_size=16"
+      " --set train.max_epochs=0 --set train.max_iters=4 --set stages.teacher.train.max_epochs=0"
+      " --quiet --set 'plugins=[\"fmnist_tasks\", \"transforms\", \"resnet\", \"mlic_heads\", "
+      "\"distillers\", \"mobilenet\"]' --set run.work_dir=" +
+      (dir / "runs").string();
+  const std::string quickstart =
+      (kd::test::SourceDir() / "configs" / "quickstart" / "kd_multilabel.toml").string();
+  // The quickstart's teacher (a ResNet-18 on 1-channel images), and its student with a
+  // MobileNetV2 (width 0.5, torchvision's last 1x1 convolution) for the backbone.
+  auto teacher =
+      kd::test::RunCommand(Kdhost() + " train " + quickstart + " --stage teacher" + reduced);
+  INFO(teacher.output);
+  REQUIRE(teacher.exit_code == 0);
+  auto student = kd::test::RunCommand(
+      Kdhost() + " train " + quickstart + " --stage student" + reduced +
+      " --set 'stages.student.model.backbone={type=\"mobilenet::MobileNetV2\", in_channels=1, "
+      "last_conv=true, width_mult=0.5}'");
+  INFO(student.output);
+  REQUIRE(student.exit_code == 0);
+  const std::string tool = (kd::test::SourceDir() / "tools" / "to_torchvision.py").string();
+  for (const std::string stage : {"teacher", "student"}) {
+    INFO(stage);
+    const fs::path best = kd::test::StageDir(dir / "runs", stage) / "export" / "best.pt";
+    const fs::path pred = dir / ("pred_" + stage);
+    auto predicted = kd::test::RunCommand(Kdhost() + " predict " + best.string() +
+                                          " --inputs image --quiet --out " + pred.string());
+    INFO(predicted.output);
+    REQUIRE(predicted.exit_code == 0);
+    auto checked = kd::test::RunCommand(kd::test::PythonPath() + " " + tool + " " + best.string() +
+                                        " --check " + pred.string() + " --trace " +
+                                        (dir / (stage + ".ts")).string());
+    INFO(checked.output);
+    CHECK(checked.exit_code == 0);
+    CHECK(std::regex_search(checked.output,
+                            std::regex("torchvision model: 16 samples, max relative \\|logits - "
+                                       "kdhost predict\\| = [0-9.e-]+\\n")));
+    CHECK_THAT(checked.output, Contains("traced model (") && Contains("matches kdhost predict"));
+    CHECK(fs::exists(dir / (stage + ".ts")));
+  }
+  // A backbone torchvision does not have: refused, naming it.
+  auto cnn = kd::test::RunCommand(Kdhost() + " train " + quickstart + " --stage student" + reduced +
+                                  " --set run.work_dir=" + (dir / "cnn").string());
+  REQUIRE(cnn.exit_code == 0);
+  auto refused = kd::test::RunCommand(
+      kd::test::PythonPath() + " " + tool + " " +
+      (kd::test::StageDir(dir / "cnn", "student") / "export" / "best.pt").string());
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.output, Contains("to_torchvision: the backbone is 'resnet::SmallCNN'; "
+                                      "supported: resnet::ResNet, mobilenet::MobileNetV2"));
+}

@@ -34,8 +34,11 @@ torch::Tensor SymmetricAffinity(const torch::Tensor& conditional, double gamma) 
 }
 
 torch::Tensor GraphAffinity(const torch::Tensor& labels, Graph graph, double gamma) {
-  const torch::Tensor s =
-      SymmetricAffinity(ConditionalProbability(CountCooccurrence(labels)), gamma);
+  return GraphAffinity(CountCooccurrence(labels), graph, gamma);
+}
+
+torch::Tensor GraphAffinity(const Cooccurrence& stats, Graph graph, double gamma) {
+  const torch::Tensor s = SymmetricAffinity(ConditionalProbability(stats), gamma);
   return graph == Graph::kCooccurrence ? s : 1.0 - s;
 }
 

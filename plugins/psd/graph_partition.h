@@ -32,8 +32,9 @@ torch::Tensor ConditionalProbability(const Cooccurrence& stats);
 torch::Tensor SymmetricAffinity(const torch::Tensor& conditional, double gamma);
 
 enum class Graph { kCooccurrence, kDisoccurrence };
-// W = S (CGP) or 1 − S (DGP).
+// W = S (CGP) or 1 − S (DGP), from the labels or from their statistics.
 torch::Tensor GraphAffinity(const torch::Tensor& labels, Graph graph, double gamma);
+torch::Tensor GraphAffinity(const Cooccurrence& stats, Graph graph, double gamma);
 
 // sklearn.manifold.spectral_embedding(W, n_components = k, norm_laplacian = True,
 // drop_first = False): the k eigenvectors of the smallest eigenvalues of

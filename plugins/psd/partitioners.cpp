@@ -14,6 +14,7 @@
 #include "kd/error.h"
 #include "kd/plugin.h"
 #include "kd/producer.h"
+#include "label_statistics.h"
 #include "partition.h"
 
 namespace psd {
@@ -38,33 +39,47 @@ std::string ReadText(const std::filesystem::path& path) {
   return text.str();
 }
 
-// A producer of one partition of the stage's training labels. Subclasses compute it.
+// A producer of one partition of the labels: of the stage's training labels, or of the label
+// statistics in a file (`statistics`) when the subclass takes one. Subclasses compute it.
 class PartitionProducer : public kd::Producer {
  public:
-  explicit PartitionProducer(const kd::Options& o) : where_(o) {}
+  explicit PartitionProducer(const kd::Options& o)
+      : where_(o), statistics_(o.Has("statistics") ? o.String("statistics") : "") {}
 
   void Produce(const kd::ProducerInput& input, const std::filesystem::path& dir) const override {
-    const std::shared_ptr<kd::Dataset> train = input.train_set();
-    const torch::Tensor labels = LabelMatrix(*train);
-    if (labels.dim() != 2 || labels.size(0) == 0) {
-      where_.Fail("", absl::StrCat("partitions need a non-empty label matrix [N, K] from the "
-                                   "stage's data.train; it gave shape ",
-                                   c10::str(labels.sizes())));
+    Cooccurrence stats;
+    std::vector<std::string> class_names;
+    if (!statistics_.empty()) {
+      auto read = ParseLabelStatistics(ReadText(statistics_), statistics_);
+      if (!read.ok()) where_.Fail("statistics", std::string(read.status().message()));
+      stats = read->stats;
+      class_names = read->class_names;
+    } else {
+      const std::shared_ptr<kd::Dataset> train = input.train_set();
+      const torch::Tensor labels = LabelMatrix(*train);
+      if (labels.dim() != 2 || labels.size(0) == 0) {
+        where_.Fail("", absl::StrCat("partitions need a non-empty label matrix [N, K] from the "
+                                     "stage's data.train; it gave shape ",
+                                     c10::str(labels.sizes())));
+      }
+      stats = CountCooccurrence(labels);
+      class_names = train->Info().class_names;
     }
+    const int64_t labels = stats.counts.size(0);
     LabelPartition partition;
     try {
-      partition = Partition(labels);
+      partition = Partition(stats);
     } catch (const kd::Error&) {
       throw;
     } catch (const std::exception& e) {
       where_.Fail("", absl::StrCat("partitioning failed: ", e.what()));
     }
-    if (absl::Status valid = CheckPartition(partition, labels.size(1)); !valid.ok()) {
+    if (absl::Status valid = CheckPartition(partition, labels); !valid.ok()) {
       where_.Fail("",
                   absl::StrCat(where_.Type(), " returned an invalid partition: ", valid.message()));
     }
     std::string names;
-    for (const std::string& name : train->Info().class_names) absl::StrAppend(&names, name, "\n");
+    for (const std::string& name : class_names) absl::StrAppend(&names, name, "\n");
     WriteText(dir / kClassNamesFile, names);
     WriteText(dir / kPartitionFile, PartitionToJson(partition));
   }
@@ -82,10 +97,11 @@ class PartitionProducer : public kd::Producer {
   }
 
  protected:
-  virtual LabelPartition Partition(const torch::Tensor& labels) const = 0;
+  virtual LabelPartition Partition(const Cooccurrence& stats) const = 0;
 
  private:
   kd::Options where_;
+  std::string statistics_;
 };
 
 class GraphPartitioner : public PartitionProducer {
@@ -99,8 +115,8 @@ class GraphPartitioner : public PartitionProducer {
         n_init_(o.Int("kmeans_init")),
         seed_(static_cast<uint64_t>(o.Int("seed"))) {}
 
-  LabelPartition Partition(const torch::Tensor& labels) const override {
-    return SpectralPartition(GraphAffinity(labels, graph_, gamma_), groups_, restarts_, n_init_,
+  LabelPartition Partition(const Cooccurrence& stats) const override {
+    return SpectralPartition(GraphAffinity(stats, graph_, gamma_), groups_, restarts_, n_init_,
                              seed_);
   }
 
@@ -122,7 +138,12 @@ kd::Schema GraphSchema(double gamma) {
       .Min(1)
       .Int("kmeans_init", 10, "k-means restarts within each clustering (sklearn's n_init)")
       .Min(1)
-      .Int("seed", 0, "seed of the k-means restarts");
+      .Int("seed", 0, "seed of the k-means restarts")
+      .String("statistics", "",
+              "a JSON file of label statistics to partition instead of the stage's data.train: "
+              "{\"label_counts\": [n_i], \"cooccurrence\": [[n_ij]], \"class_names\": [...]} "
+              "(ML-GCN's \"nums\" and \"adj\" are read too); a relative path is relative to the "
+              "working directory");
 }
 
 class FilePartitioner : public PartitionProducer {
@@ -137,7 +158,7 @@ class FilePartitioner : public PartitionProducer {
     partition_ = *partition;
   }
 
-  LabelPartition Partition(const torch::Tensor&) const override { return partition_; }
+  LabelPartition Partition(const Cooccurrence&) const override { return partition_; }
 
  private:
   std::string path_;

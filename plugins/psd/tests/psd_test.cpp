@@ -9,9 +9,12 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "graph_partition.h"
 #include "kd/producer.h"
 #include "kd/rng.h"
+#include "label_statistics.h"
 #include "partition.h"
 #include "psd_loss.h"
 #include "test_support.h"
@@ -222,4 +225,91 @@ TEST_CASE("k-means separates clear clusters and Calinski–Harabasz matches a ha
   // mean 6, cluster means 1 and 11: between = 2·25 + 2·25 = 100, within = 4;
   // CH = (100 / (2 − 1)) / (4 / (4 − 2)) = 50
   REQUIRE(psd::CalinskiHarabasz(points, {0, 0, 1, 1}) == Approx(50.0));
+}
+
+namespace {
+
+// The statistics of `labels` as the JSON file psd::CGP/DGP take in `statistics`, with a
+// non-zero diagonal (n_ii = n_i, as some published matrices have it), which is ignored.
+std::string StatisticsJson(const torch::Tensor& labels) {
+  const psd::Cooccurrence stats = psd::CountCooccurrence(labels);
+  const int64_t c = stats.counts.size(0);
+  std::string counts, rows, names;
+  for (int64_t i = 0; i < c; ++i) {
+    const int64_t n = static_cast<int64_t>(stats.counts[i].item<double>());
+    absl::StrAppend(&counts, i ? ", " : "", n);
+    absl::StrAppend(&names, i ? ", " : "", "\"label", i, "\"");
+    std::string row;
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t v = i == j ? n : static_cast<int64_t>(stats.pairs[i][j].item<double>());
+      absl::StrAppend(&row, j ? ", " : "", v);
+    }
+    absl::StrAppend(&rows, i ? ",\n    " : "", "[", row, "]");
+  }
+  return absl::StrCat("{\"label_counts\": [", counts, "],\n  \"cooccurrence\": [", rows,
+                      "],\n  \"class_names\": [", names, "]}\n");
+}
+
+// What the producer `toml` makes from the statistics file `json` alone: the stage's training
+// split is never asked for.
+std::pair<psd::LabelPartition, std::string> PartitionOfStatistics(const std::string& toml,
+                                                                  const std::string& json) {
+  const std::filesystem::path dir =
+      kd::test::ScratchDir("psd_statistics_" + std::to_string(getpid()));
+  kd::test::WriteText(dir / "stats.json", json);
+  auto producer = kd::test::Make<kd::Producer>(
+      kd::Kind::kProducer, toml + "\nstatistics = \"" + (dir / "stats.json").string() + "\"");
+  kd::ProducerInput input;
+  input.train_set = []() -> std::shared_ptr<kd::Dataset> {
+    throw kd::Error(absl::FailedPreconditionError("the training split was asked for"));
+  };
+  std::filesystem::create_directories(dir / "out");
+  producer->Produce(input, dir / "out");
+  std::ifstream in(dir / "out" / psd::kPartitionFile), names(dir / "out" / psd::kClassNamesFile);
+  std::stringstream text, name_text;
+  text << in.rdbuf();
+  name_text << names.rdbuf();
+  return {kd::ValueOrThrow(psd::PartitionFromJson(text.str(), "partition.json")), name_text.str()};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "CGP and DGP of label statistics in a file equal the partitions of the labels they "
+    "were counted from, without a training split") {
+  const torch::Tensor labels = PlantedLabels(3, 4, 600, 11);
+  const std::string json = StatisticsJson(labels);
+  for (const char* type : {"psd::CGP", "psd::DGP"}) {
+    INFO(type);
+    const std::string toml = absl::StrCat("type = \"", type, "\"\ngroups = 3");
+    const auto [from_file, names] = PartitionOfStatistics(toml, json);
+    CHECK(from_file.groups == Partition(toml, labels).groups);
+    CHECK(absl::StartsWith(names, "label0\nlabel1\nlabel2\n"));
+  }
+  // ML-GCN's key names are read too.
+  std::string ml_gcn = json;
+  ml_gcn.replace(ml_gcn.find("label_counts"), 12, "nums");
+  ml_gcn.replace(ml_gcn.find("cooccurrence"), 12, "adj");
+  CHECK(PartitionOfStatistics("type = \"psd::CGP\"\ngroups = 3", ml_gcn).first.groups ==
+        std::vector<std::vector<int64_t>>{{0, 3, 6, 9}, {1, 4, 7, 10}, {2, 5, 8, 11}});
+}
+
+TEST_CASE("label statistics that cannot be counts are refused with file, line and column") {
+  const auto refused = [](const std::string& json) {
+    auto parsed = psd::ParseLabelStatistics(json, "s.json");
+    REQUIRE_FALSE(parsed.ok());
+    return std::string(parsed.status().message());
+  };
+  CHECK_THAT(refused("{\"label_counts\": [3, 2], \"cooccurrence\": [[0, 1], [2, 0]]}"),
+             Catch::Contains("s.json:1:42: \"cooccurrence\" is not symmetric: [0][1] = 1 but "
+                             "[1][0] = 2"));
+  CHECK_THAT(refused("{\"label_counts\": [3, 2], \"cooccurrence\": [[0, 1]]}"),
+             Catch::Contains("\"cooccurrence\" must be 2 x 2 (one row per label of "
+                             "\"label_counts\"); it has 1 rows"));
+  CHECK_THAT(refused("{\"label_counts\": [3, -2], \"cooccurrence\": [[0, 1], [1, 0]]}"),
+             Catch::Contains("s.json:1:22: counts cannot be negative"));
+  CHECK_THAT(refused("{\"label_counts\": [3, 2], \"cooccurrence\": [[0, 5], [5, 0]]}"),
+             Catch::Contains("labels 0 and 1 co-occur in 5 images, more than label 1 occurs in "
+                             "(2)"));
+  CHECK_THAT(refused("{\"cooccurrence\": [[0]]}"), Catch::Contains("s.json: no \"label_counts\""));
 }

@@ -231,6 +231,10 @@ TEST_CASE("validation errors point at file:line:column and the key path") {
   check("[loader]\nbatch_size = 0\n", "patch.toml:2:14: loader.batch_size: must be >= 1, got 0");
   check("[train]\namp = \"fp8\"\n", "train.amp: 'fp8' is not one of off, bf16, fp16");
   check("[bogus]\nx = 1\n", "patch.toml:1:1: bogus: unknown option for cfg");
+  // A key of a component inside the table is pointed to it.
+  check("[train]\nlr = 0.1\n",
+        "patch.toml:2:6: train.lr: unknown option for train; known: max_epochs,");
+  check("[train]\nlr = 0.1\n", "log_interval; did you mean train.optimizer.lr?");
   check("[data.train]\n_replace = true\nnum_samples = 3\n",
         "data.train: a dataset table needs `type = \"<name>\"`");
 }

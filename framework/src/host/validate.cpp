@@ -185,6 +185,17 @@ absl::Status ValidateOptions(CNode& table, const Schema& schema, const Registry&
       absl::StrAppend(&message, "; known: ", absl::StrJoin(known, ", "));
     }
     std::vector<std::string> near = NearestNames(key, known);
+    // A key that belongs to a component inside this table (train.lr for train.optimizer.lr).
+    for (const OptionSpec& spec : schema.options()) {
+      const CNode* child = table.Get(spec.name);
+      const CNode* type = child != nullptr && child->is_table() ? child->Get("type") : nullptr;
+      if (spec.type != OptionType::kComponent || type == nullptr || !type->is_string()) continue;
+      auto info = registry.Find(spec.component_kind, type->as_string());
+      if (info.ok() && (*info)->schema.Find(key) != nullptr) {
+        near.insert(near.begin(), JoinKey(JoinKey(key_path, spec.name), key));
+        break;
+      }
+    }
     if (!near.empty()) absl::StrAppend(&message, "; did you mean ", near.front(), "?");
     if (is_component) absl::StrAppend(&message, " (see `kdhost describe ", owner, "`)");
     return Invalid(node, JoinKey(key_path, key), message);

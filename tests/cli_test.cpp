@@ -393,3 +393,34 @@ TEST_CASE(
   CHECK(has_classifier);
   CHECK_FALSE(has_head);
 }
+
+TEST_CASE(
+    "a --set that a stage's own table shadows is reported with the stages and the --set "
+    "that reaches them") {
+  auto shadowed = kd::test::RunCommand(Kdhost() + " config " + Quickstart() +
+                                       " --set train.max_epochs=2 --set loader.batch_size=8");
+  INFO(shadowed.output);
+  REQUIRE(shadowed.exit_code == 0);
+  // The teacher keeps its own max_epochs = 8; batch_size reaches every stage, so no warning.
+  CHECK_THAT(shadowed.output,
+             Contains("kdhost: warning: --set train.max_epochs=2 does not reach stage teacher, "
+                      "which sets its own train.max_epochs; to change it there too: --set "
+                      "stages.teacher.train.max_epochs=2\n"));
+  CHECK_THAT(shadowed.output, !Contains("--set loader.batch_size=8 does not reach"));
+  auto top_level =
+      kd::test::RunCommand(Kdhost() + " config " + Quickstart() + " --set distiller.temperature=4");
+  INFO(top_level.output);
+  CHECK(top_level.exit_code == 2);
+  CHECK_THAT(top_level.output,
+             Contains("a distiller table needs `type = \"<name>\"`") &&
+                 Contains("\n  note: --set distiller.temperature=4 sets a top-level `distiller`, "
+                          "which the config has only in stage student_kd; to change it there: "
+                          "--set stages.student_kd.distiller.temperature=4"));
+  auto reached = kd::test::RunCommand(Kdhost() + " config " + Quickstart() +
+                                      " --set stages.student_kd.distiller.temperature=4 --stage "
+                                      "student_kd");
+  INFO(reached.output);
+  CHECK(reached.exit_code == 0);
+  CHECK_THAT(reached.output, Contains("temperature = 4"));
+  CHECK_THAT(reached.output, !Contains("warning"));
+}

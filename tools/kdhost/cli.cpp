@@ -226,13 +226,35 @@ bool IntFlag(const Args& args, const std::string& flag, int64_t* out) {
   return absl::SimpleAtoi(args.Get(flag), out) && *out > 0;
 }
 
+std::vector<std::string> OverrideScope(const fs::path& file,
+                                       const std::vector<std::string>& overrides) {
+  if (overrides.empty()) return {};
+  auto root = kd::host::LoadConfig(file);
+  return root.ok() ? kd::host::OverrideScopeNotes(*root, overrides) : std::vector<std::string>{};
+}
+
+absl::Status WithScopeNotes(const absl::Status& status, const std::vector<std::string>& notes) {
+  if (status.ok() || notes.empty()) return status;
+  return absl::Status(
+      status.code(),
+      absl::StrCat(status.message(), "\n  note: ", absl::StrJoin(notes, "\n  note: ")));
+}
+
+void WarnScope(const std::vector<std::string>& notes) {
+  for (const std::string& note : notes) std::fprintf(stderr, "kdhost: warning: %s\n", note.c_str());
+}
+
 absl::StatusOr<kd::host::ResolvedConfig> Resolve(Host& host, const Args& args) {
   const fs::path file = args.positional;
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) {
     return absl::NotFoundError(absl::StrCat("config file '", file.string(), "' does not exist"));
   }
-  return kd::host::ResolveConfig(host, file, args.All("--set"), args.All("--plugin-path"));
+  const std::vector<std::string> notes = OverrideScope(file, args.All("--set"));
+  auto config = kd::host::ResolveConfig(host, file, args.All("--set"), args.All("--plugin-path"));
+  if (!config.ok()) return WithScopeNotes(config.status(), notes);
+  WarnScope(notes);
+  return config;
 }
 
 absl::StatusOr<const kd::host::StageConfig*> SelectStage(const kd::host::ResolvedConfig& config,

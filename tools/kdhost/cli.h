@@ -74,7 +74,15 @@ extern std::string g_rank_prefix;
 std::optional<Args> Parse(const Command& c, int argc, char** argv, int* exit);
 // Reads the positive integer `flag` into *out when given; false when it is not one.
 bool IntFlag(const Args& args, const std::string& flag, int64_t* out);
-// The config named by the positional argument, with --set and --plugin-path applied.
+// Where --set overrides do not reach (host/config.h OverrideScopeNotes), for `file`.
+std::vector<std::string> OverrideScope(const std::filesystem::path& file,
+                                       const std::vector<std::string>& overrides);
+// `status` with the notes appended (unchanged when ok or without notes).
+absl::Status WithScopeNotes(const absl::Status& status, const std::vector<std::string>& notes);
+// Prints each note as a warning on stderr.
+void WarnScope(const std::vector<std::string>& notes);
+// The config named by the positional argument, with --set and --plugin-path applied; the --set
+// scope notes are warnings, or part of the error.
 absl::StatusOr<kd::host::ResolvedConfig> Resolve(Host& host, const Args& args);
 // The stage named by --stage, else the last.
 absl::StatusOr<const kd::host::StageConfig*> SelectStage(const kd::host::ResolvedConfig& config,

@@ -370,8 +370,10 @@ int Ablate(const Command& c, const Args& args) {
   cli.metric = args.Get("--metric");
   cli.out = args.Get("--out");
   Host host;
+  const std::vector<std::string> notes = OverrideScope(file, args.All("--set"));
   auto plan = kd::host::PlanAblation(host, file, args.All("--set"), args.All("--plugin-path"), cli);
-  if (!plan.ok()) return Fail(plan.status());
+  if (!plan.ok()) return Fail(WithScopeNotes(plan.status(), notes));
+  WarnScope(notes);
   std::printf("%s", kd::host::DescribePlan(*plan).c_str());
   if (args.Has("--dry-run")) return kOk;
   const char* env_python = std::getenv("KD_PYTHON");

@@ -112,6 +112,14 @@ absl::Status StripReplaceMarkers(CNode& node, const std::string& key_path = "");
 absl::StatusOr<CNode> LoadConfig(const std::filesystem::path& path,
                                  const std::vector<std::string>& overrides = {});
 
+// What `--set` overrides do not reach, for a pipeline config `root` (loaded without them): an
+// override of a top-level key that some stages set in their own table (they keep their value), and
+// one that creates a top-level table only some stages have (e.g. `distiller.temperature` when only
+// stages.student_kd has a distiller). One message per such override, naming the stages and the
+// `--set stages.<name>.<key>=...` that reaches them.
+std::vector<std::string> OverrideScopeNotes(const CNode& root,
+                                            const std::vector<std::string>& overrides);
+
 // The node at a dotted key path ("a.b.c"), or null.
 const CNode* FindPath(const CNode& root, absl::string_view dotted);
 CNode* FindPath(CNode& root, absl::string_view dotted);

@@ -81,4 +81,44 @@ absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::st
   return root;
 }
 
+std::vector<std::string> OverrideScopeNotes(const CNode& root,
+                                            const std::vector<std::string>& overrides) {
+  std::vector<std::string> notes;
+  const CNode* stages = root.Get("stages");
+  if (stages == nullptr || !stages->is_table()) return notes;
+  for (const std::string& assignment : overrides) {
+    const size_t eq = assignment.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = assignment.substr(0, eq);
+    const std::string value = assignment.substr(eq + 1);
+    if (key.rfind("stages.", 0) == 0) continue;
+    const std::string top = key.substr(0, key.find('.'));
+    std::vector<std::string> own, having_top;
+    for (const auto& [name, table] : stages->table()) {
+      if (FindPath(table, key) != nullptr) own.push_back(name);
+      if (table.Get(top) != nullptr) having_top.push_back(name);
+    }
+    const auto reach = [&](const std::vector<std::string>& names) {
+      std::vector<std::string> sets;
+      for (const std::string& name : names) {
+        sets.push_back(absl::StrCat("--set stages.", name, ".", key, "=", value));
+      }
+      return absl::StrJoin(sets, " ");
+    };
+    if (root.Get(top) == nullptr && !having_top.empty()) {
+      notes.push_back(absl::StrCat(
+          "--set ", assignment, " sets a top-level `", top, "`, which the config has only in ",
+          having_top.size() == 1 ? "stage " : "stages ", absl::StrJoin(having_top, ", "),
+          "; to change it there: ", reach(having_top)));
+    } else if (!own.empty()) {
+      notes.push_back(
+          absl::StrCat("--set ", assignment, " does not reach ",
+                       own.size() == 1 ? "stage " : "stages ", absl::StrJoin(own, ", "),
+                       own.size() == 1 ? ", which sets its own " : ", which set their own ", key,
+                       "; to change it there too: ", reach(own)));
+    }
+  }
+  return notes;
+}
+
 }  // namespace kd::host

@@ -395,7 +395,7 @@ absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run,
     if (r.status == "busy") {
       row.status = "busy";
       row.error = absl::StrCat("stage '", r.name, "' is being trained by ", r.busy_with);
-      busy_lock = r.dir / "lock";
+      busy_lock = r.busy_lock;
     }
     if (r.name != run.target || r.status == "busy") continue;
     row.status = r.status == "interrupted" ? "interrupted" : "done";
@@ -423,11 +423,7 @@ absl::Status WriteRecord(const AblationRow& row) {
 
 // Whether the lock that kept a run waiting is free now (or stale).
 bool LockFreed(const fs::path& lock, const AblationRun& run) {
-  const StageConfig* stage = run.config.FindStage(run.target);
-  LockTiming timing;
-  timing.stale_after_s = FindPath(*stage->config, "run.lock_stale_s")->as_float();
-  timing.heartbeat_s = FindPath(*stage->config, "run.lock_heartbeat_s")->as_float();
-  return LockAvailable(lock, timing);
+  return LockAvailable(lock, StageLockTiming(*run.config.FindStage(run.target)));
 }
 
 }  // namespace

@@ -22,10 +22,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-absl::Status Errno(absl::string_view what, const fs::path& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
-}
-
 // Fault injection for crash tests: KD_DEBUG_WRITE_DELAY_MS=N makes every atomic write pause N ms
 // halfway through writing its temporary file, so that a test can kill the process mid-write.
 int WriteDelayMs() {
@@ -37,6 +33,21 @@ int WriteDelayMs() {
 }
 
 }  // namespace
+
+absl::Status ErrnoError(absl::string_view what, const fs::path& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
+}
+
+int WriteAll(int fd, absl::string_view data) {
+  size_t written = 0;
+  while (written < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + written, data.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? errno : EIO;
+    written += static_cast<size_t>(n);
+  }
+  return 0;
+}
 
 absl::Status EnsureDir(const fs::path& dir) {
   std::error_code ec;
@@ -55,8 +66,7 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
   }
   const fs::path tmp = path.string() + absl::StrFormat(".tmp-%d", static_cast<int>(getpid()));
   // What failed, the file it was meant for, and that the file is as it was.
-  const auto Errno = [&](absl::string_view what, const fs::path&) {
-    const int cause = errno;
+  const auto Failed = [&](absl::string_view what, int cause) {
     std::error_code ec;
     return absl::InternalError(absl::StrCat(
         "cannot write ", path.string(), ": ", what, " its temporary file ", tmp.filename().string(),
@@ -64,39 +74,32 @@ absl::Status WriteFileAtomic(const fs::path& path, absl::string_view data) {
         fs::exists(path, ec) ? "the previous file is unchanged" : "nothing was written"));
   };
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("creating", tmp);
-  size_t written = 0;
-  bool paused = WriteDelayMs() <= 0;
-  const size_t pause_at = data.size() / 2;
-  while (written < data.size()) {
-    if (!paused && written >= pause_at) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(WriteDelayMs()));
-      paused = true;
-    }
-    const size_t end = paused ? data.size() : pause_at;
-    const ssize_t n = ::write(fd, data.data() + written, end - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      absl::Status status = Errno("writing", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return status;
-    }
-    written += static_cast<size_t>(n);
+  if (fd < 0) return Failed("creating", errno);
+  // With the fault-injection delay, the second half follows a pause.
+  const size_t half = WriteDelayMs() > 0 ? data.size() / 2 : data.size();
+  int cause = WriteAll(fd, data.substr(0, half));
+  if (cause == 0 && half < data.size()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(WriteDelayMs()));
+    cause = WriteAll(fd, data.substr(half));
+  }
+  if (cause != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Failed("writing", cause);
   }
   if (::fsync(fd) != 0) {
-    absl::Status status = Errno("flushing", tmp);
+    absl::Status status = Failed("flushing", errno);
     ::close(fd);
     ::unlink(tmp.c_str());
     return status;
   }
   if (::close(fd) != 0) {
-    absl::Status status = Errno("closing", tmp);
+    absl::Status status = Failed("closing", errno);
     ::unlink(tmp.c_str());
     return status;
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status status = Errno("renaming", tmp);
+    absl::Status status = Failed("renaming", errno);
     ::unlink(tmp.c_str());
     return status;
   }
@@ -118,27 +121,20 @@ absl::Status AppendFile::Open(const fs::path& path) {
   path_ = path;
   if (path.has_parent_path()) KD_RETURN_IF_ERROR(EnsureDir(path.parent_path()));
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd_ < 0) return Errno("cannot open for appending", path);
+  if (fd_ < 0) return ErrnoError("cannot open for appending", path);
   return absl::OkStatus();
 }
 
 absl::Status AppendFile::Append(absl::string_view record) {
   if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_.string(), " is not open"));
   const off_t start = ::lseek(fd_, 0, SEEK_END);
-  size_t written = 0;
-  while (written < record.size()) {
-    const ssize_t n = ::write(fd_, record.data() + written, record.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int cause = n < 0 ? errno : EIO;
-      // Cut back a partly written record, so that the file ends with a whole one.
-      const bool restored = start >= 0 && ::ftruncate(fd_, start) == 0;
-      return absl::InternalError(absl::StrCat(
-          "cannot write ", path_.string(), ": ", std::strerror(cause), "; ",
-          restored ? "the file keeps every earlier record"
-                   : "the last record may be incomplete (the file could not be cut back)"));
-    }
-    written += static_cast<size_t>(n);
+  if (const int cause = WriteAll(fd_, record); cause != 0) {
+    // Cut back a partly written record, so that the file ends with a whole one.
+    const bool restored = start >= 0 && ::ftruncate(fd_, start) == 0;
+    return absl::InternalError(absl::StrCat(
+        "cannot write ", path_.string(), ": ", std::strerror(cause), "; ",
+        restored ? "the file keeps every earlier record"
+                 : "the last record may be incomplete (the file could not be cut back)"));
   }
   return absl::OkStatus();
 }

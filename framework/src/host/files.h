@@ -41,6 +41,12 @@ class AppendFile {
 int RemoveStaleTemporaries(const std::filesystem::path& dir);
 
 absl::StatusOr<std::string> ReadFile(const std::filesystem::path& path);
+
+// Writes all of `data` to `fd` (retrying short and interrupted writes); 0, or the errno of the
+// write that failed (EIO for one that wrote nothing).
+int WriteAll(int fd, absl::string_view data);
+// InternalError "<what> <path>: <strerror(errno)>", read from errno now.
+absl::Status ErrnoError(absl::string_view what, const std::filesystem::path& path);
 absl::Status EnsureDir(const std::filesystem::path& dir);
 
 // 64-bit FNV-1a, as 16 hex digits: stable across runs, machines and builds.

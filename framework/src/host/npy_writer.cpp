@@ -20,17 +20,10 @@ namespace {
 // The header's total size: room for a shape of up to 8 dimensions of 12 digits each.
 constexpr size_t kHeaderBytes = 192;
 
-absl::Status Errno(absl::string_view what, const fs::path& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
-}
-
-absl::Status WriteAll(int fd, const char* data, size_t size, const fs::path& path) {
-  size_t written = 0;
-  while (written < size) {
-    const ssize_t n = ::write(fd, data + written, size - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return Errno("cannot write", path);
-    written += static_cast<size_t>(n);
+absl::Status Write(int fd, absl::string_view data, const fs::path& path) {
+  if (const int cause = WriteAll(fd, data); cause != 0) {
+    errno = cause;
+    return ErrnoError("cannot write", path);
   }
   return absl::OkStatus();
 }
@@ -109,9 +102,9 @@ absl::Status NpyWriter::Open(const fs::path& path, at::ScalarType dtype,
   path_ = path;
   row_shape_ = std::move(row_shape);
   fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) return Errno("cannot create", path);
+  if (fd_ < 0) return ErrnoError("cannot create", path);
   const std::string header = Header();
-  return WriteAll(fd_, header.data(), header.size(), path_);
+  return Write(fd_, header, path_);
 }
 
 absl::Status NpyWriter::Append(const torch::Tensor& rows) {
@@ -123,8 +116,8 @@ absl::Status NpyWriter::Append(const torch::Tensor& rows) {
                      "] after rows of shape [N, ", absl::StrJoin(row_shape_, ", "), "]"));
   }
   const torch::Tensor host = rows.detach().to(torch::kCPU, stored_).contiguous();
-  KD_RETURN_IF_ERROR(WriteAll(fd_, static_cast<const char*>(host.data_ptr()),
-                              static_cast<size_t>(host.nbytes()), path_));
+  KD_RETURN_IF_ERROR(Write(
+      fd_, absl::string_view(static_cast<const char*>(host.data_ptr()), host.nbytes()), path_));
   rows_ += rows.size(0);
   return absl::OkStatus();
 }
@@ -133,12 +126,12 @@ absl::Status NpyWriter::Close() {
   if (fd_ < 0) return absl::OkStatus();
   const std::string header = Header();
   if (::pwrite(fd_, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) {
-    return Errno("cannot write the header of", path_);
+    return ErrnoError("cannot write the header of", path_);
   }
-  if (::fsync(fd_) != 0) return Errno("cannot flush", path_);
+  if (::fsync(fd_) != 0) return ErrnoError("cannot flush", path_);
   const int fd = fd_;
   fd_ = -1;
-  if (::close(fd) != 0) return Errno("cannot close", path_);
+  if (::close(fd) != 0) return ErrnoError("cannot close", path_);
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 #include "host/config.h"
 #include "host/distributed.h"
 #include "host/host.h"
+#include "host/stage_lock.h"
 #include "kd/metric.h"
 #include "kd/registry.h"
 
@@ -87,7 +88,8 @@ struct StageResult {
   // "trained", "produced" (artefacts), "reused", "interrupted", "busy" (another process holds
   // its lock and RunOptions::wait_for_locks is false)
   std::string status;
-  std::string busy_with;  // "busy": who holds the lock, and the lock file
+  std::string busy_with;            // "busy": who holds the lock, and the lock file
+  std::filesystem::path busy_lock;  // "busy": that lock file
   std::vector<MetricValue> metrics;
   std::vector<std::string> headline;  // the metric names a summary shows (all when empty)
   double seconds = 0;
@@ -97,6 +99,10 @@ struct StageResult {
 
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options);
+
+// The lock a stage is made under (host/stage_lock.h), and its timing from the stage's run table.
+std::filesystem::path StageLockPath(const StageConfig& stage);
+LockTiming StageLockTiming(const StageConfig& stage);
 
 // The directory of the artefact `name` of `stage` (made or not).
 std::filesystem::path ArtifactPath(const StageConfig& stage, const std::string& name);

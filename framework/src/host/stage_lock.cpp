@@ -51,10 +51,6 @@ ProcessState& State() {
   return *state;
 }
 
-absl::Status Errno(absl::string_view what, const fs::path& path) {
-  return absl::InternalError(absl::StrCat(what, " ", path.string(), ": ", std::strerror(errno)));
-}
-
 std::string NowUtc() {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -91,18 +87,12 @@ absl::StatusOr<bool> CreateExclusive(const fs::path& path, const std::string& te
   }
   const fs::path mine = path.string() + "." + unique;
   const int fd = ::open(mine.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno("cannot create lock file", mine);
-  size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + written, text.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      absl::Status status = Errno("cannot write lock file", mine);
-      ::close(fd);
-      ::unlink(mine.c_str());
-      return status;
-    }
-    written += static_cast<size_t>(n);
+  if (fd < 0) return ErrnoError("cannot create lock file", mine);
+  if (const int cause = WriteAll(fd, text); cause != 0) {
+    ::close(fd);
+    ::unlink(mine.c_str());
+    errno = cause;
+    return ErrnoError("cannot write lock file", mine);
   }
   ::fsync(fd);
   ::close(fd);
@@ -114,7 +104,7 @@ absl::StatusOr<bool> CreateExclusive(const fs::path& path, const std::string& te
   if (held) return true;
   if (linked != 0 && link_errno != EEXIST) {
     errno = link_errno;
-    return Errno("cannot create lock", path);
+    return ErrnoError("cannot create lock", path);
   }
   return false;
 }
@@ -152,7 +142,7 @@ absl::StatusOr<LockHolder> ReadHolder(const fs::path& path, int64_t* mtime_ns) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("no lock ", path.string()));
-    return Errno("cannot read lock", path);
+    return ErrnoError("cannot read lock", path);
   }
   if (mtime_ns != nullptr) *mtime_ns = MtimeNs(st);
   return ReadLockHolder(path);

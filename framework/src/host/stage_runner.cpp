@@ -227,6 +227,15 @@ absl::Status CheckSharedWorkDir(Distributed& dist, const fs::path& work_dir) {
 
 }  // namespace
 
+LockTiming StageLockTiming(const StageConfig& stage) {
+  LockTiming timing;
+  timing.heartbeat_s = FindPath(*stage.config, "run.lock_heartbeat_s")->as_float();
+  timing.stale_after_s = FindPath(*stage.config, "run.lock_stale_s")->as_float();
+  return timing;
+}
+
+fs::path StageLockPath(const StageConfig& stage) { return stage.dir / "lock"; }
+
 fs::path ArtifactPath(const StageConfig& stage, const std::string& name) {
   return stage.dir / "artifacts" / name;
 }
@@ -303,15 +312,6 @@ struct StageLock {
   bool stopped = false;
   std::string busy_with;
 };
-
-LockTiming StageLockTiming(const StageConfig& stage) {
-  LockTiming timing;
-  timing.heartbeat_s = FindPath(*stage.config, "run.lock_heartbeat_s")->as_float();
-  timing.stale_after_s = FindPath(*stage.config, "run.lock_stale_s")->as_float();
-  return timing;
-}
-
-fs::path StageLockPath(const StageConfig& stage) { return stage.dir / "lock"; }
 
 // Takes the stage's lock; while another process holds it, waits (with a line saying who holds it
 // every 30 s) or, without RunOptions::wait_for_locks, reports it busy.
@@ -457,6 +457,7 @@ absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
     result.dir = stage.dir;
     result.status = locked.stopped ? "interrupted" : "busy";
     result.busy_with = locked.busy_with;
+    if (!locked.stopped) result.busy_lock = StageLockPath(stage);
     return result;
   }
   KD_ASSIGN_OR_RETURN(complete, StageComplete(stage, options.dist));

@@ -13,6 +13,7 @@
 #include "host/train/bench_timer.h"
 #include "host/train/best_exports.h"
 #include "host/train/ema.h"
+#include "host/train/memory_format.h"
 #include "host/train/optim_wrapper.h"
 #include "host/train/rank_sync.h"
 #include "host/train/train_log.h"
@@ -231,14 +232,28 @@ TEST_CASE("the bench timer skips min(2, steps / 4) warm-up steps and reports per
     }
     timer.StepDone(step, 16);
   }
-  const std::string report = timer.Report({"student", "cpu", 8, 2, false, 1}, 8);
+  const BenchTimer::Shape shape{"student", "cpu", 8, 2, false, 1, 18482, 18000, "off", true};
+  const std::string report = timer.Report(shape, 8);
   CHECK_THAT(report, Catch::StartsWith("bench: stage 'student' on cpu, 6 steps timed (after 2 "
                                        "warm-up), batch 8 x 2\n"));
   for (const char* row :
        {"  data ", "  forward ", "  backward ", "  optimizer ", "  total ", "  throughput "}) {
     CHECK_THAT(report, Catch::Contains(row));
   }
-  CHECK_THAT(BenchTimer(8, torch::kCPU).Report({"s", "cpu", 8, 1, true, 4}, 8),
+  CHECK_THAT(report, Catch::Contains("  model      18482 parameters (18000 trainable), amp off, "
+                                     "channels_last on\n"));
+  // No CUDA line on the CPU, and null CUDA figures in the JSON.
+  CHECK_THAT(report, !Catch::Contains("cuda"));
+  const std::string json = timer.Json(shape, 8);
+  CHECK_THAT(json, Catch::StartsWith("{\"stage\": \"student\", \"device\": \"cpu\", \"amp\": "
+                                     "\"off\", \"channels_last\": true, \"batch\": 8, "
+                                     "\"accumulate\": 2, \"world_size\": 1, \"steps_timed\": 6, "
+                                     "\"warmup\": 2, \"ms\": {\"data\": "));
+  CHECK_THAT(json, Catch::Contains("\"parameters\": {\"student\": 18482, \"student_trainable\": "
+                                   "18000}, \"peak_memory_bytes\": null, \"host_syncs_per_step\": "
+                                   "null}\n"));
+  BenchTimer::Shape distributed{"s", "cpu", 8, 1, true, 4, 0, 0, "off", false};
+  CHECK_THAT(BenchTimer(8, torch::kCPU).Report(distributed, 8),
              Catch::Contains("batch 8 x 1 per process, 4 processes"));
   CHECK_FALSE(BenchTimer(0, torch::kCPU).enabled());
 }
@@ -276,4 +291,33 @@ TEST_CASE("the training log records the window's mean terms, their sum as loss, 
   CHECK_THAT(val, Catch::Contains("\"kind\": \"val\"") && Catch::Contains("\"mAP\": 0.25") &&
                       Catch::Contains("\"F1\": 0.5"));
   CHECK(kd::host::FormatMetrics({{"mAP", 0.25}, {"F1", 0.5}}) == "mAP 0.2500, F1 0.5000");
+}
+
+TEST_CASE("channels_last re-lays 4-D weights and image batches without changing a value") {
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).bias(true)),
+                            torch::nn::BatchNorm2d(4), torch::nn::Linear(5, 2));
+  const torch::Tensor weight = net->parameters()[0].clone();
+  const torch::Tensor image = torch::rand({2, 3, 7, 7});
+  const torch::Tensor before = net[0]->as<torch::nn::Conv2d>()->forward(image);
+  kd::host::ToChannelsLast(*net);
+  const torch::Tensor conv = net->parameters()[0];
+  CHECK(conv.is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK_FALSE(conv.is_contiguous());
+  CHECK(torch::equal(conv, weight));
+  CHECK(conv.requires_grad());
+  // 1-D and 2-D tensors keep their layout.
+  for (const torch::Tensor& p : net->parameters()) {
+    if (p.dim() < 4) CHECK(p.is_contiguous());
+  }
+  const kd::TensorDict batch{{"image", image},
+                             {"mask", torch::zeros({2, 1, 7, 7}, torch::kLong)},
+                             {"labels", torch::ones({2, 5})}};
+  const kd::TensorDict relaid = kd::host::ChannelsLastBatch(batch);
+  CHECK(relaid.at("image").is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK(torch::equal(relaid.at("image"), image));
+  CHECK(relaid.at("mask").is_contiguous());  // not floating point
+  CHECK(relaid.at("labels").is_contiguous());
+  const torch::Tensor after = net[0]->as<torch::nn::Conv2d>()->forward(relaid.at("image"));
+  CHECK(torch::allclose(after, before, 1e-5, 1e-6));
 }

@@ -31,6 +31,9 @@ std::vector<Command> Commands() {
   train_flags.push_back({"--bench", "N",
                          "time N steps (data, forward, backward, optimizer) and "
                          "print a breakdown; writes nothing"});
+  train_flags.push_back({"--json", "FILE",
+                         "with --bench: also write the figures as JSON (ms per phase, samples/s, "
+                         "parameters; peak memory and host synchronisations on CUDA)"});
   train_flags.push_back({"--fresh", "", "ignore a resumable state; start the stage over"});
   train_flags.push_back({"--stop-after", "N", "stop after N optimizer steps, resumable"});
   train_flags.push_back({"--quiet", "", "no progress output"});

@@ -61,6 +61,7 @@ int RunOrTrain(const Command& c, const Args& args) {
   if (!IntFlag(args, "--stop-after", &stop_after))
     return Usage(c, "--stop-after needs a positive integer");
   if (!IntFlag(args, "--bench", &bench)) return Usage(c, "--bench needs a positive integer");
+  if (args.Has("--json") && bench <= 0) return Usage(c, "--json goes with --bench N");
   auto launch = kd::host::ReadLaunchEnv(args.Has("--launcher") ? args.Get("--launcher") : "auto",
                                         [](const char* name) { return std::getenv(name); });
   if (!launch.ok()) return Fail(launch.status());
@@ -104,6 +105,11 @@ int RunOrTrain(const Command& c, const Args& args) {
       if (dist) dist->Shutdown();
       if (dist && !dist->is_main()) return kOk;
       std::printf("%s", outcome->bench_report.c_str());
+      if (args.Has("--json")) {
+        const absl::Status written =
+            kd::host::WriteFileAtomic(args.Get("--json"), outcome->bench_json);
+        if (!written.ok()) return Fail(written);
+      }
       return kOk;
     }
   }

@@ -90,6 +90,10 @@ Schema TrainSchema() {
             "with EMA: evaluate the EMA weights, the raw ones, or both (the better one counts)")
       .Enum("amp", {"off", "bf16", "fp16"}, "off",
             "automatic mixed precision on CUDA (fp16 uses loss scaling); ignored on the CPU")
+      .Bool("channels_last", false,
+            "lay out the model's and the teachers' 4-D weights and the batches' 4-D images as "
+            "channels_last (NHWC), which convolutions on CUDA run fastest with AMP; the values "
+            "are the same")
       .Int("val_interval", 1,
            "evaluate every N epochs (N optimizer steps with max_iters); 0: at the end")
       .Min(0)

@@ -8,6 +8,7 @@
 #include "host/checkpoint.h"
 #include "host/options_impl.h"
 #include "host/pipeline.h"
+#include "host/train/memory_format.h"
 #include "host/validate.h"
 
 namespace kd::host {
@@ -47,6 +48,18 @@ absl::StatusOr<std::shared_ptr<Model>> ModelFromExport(const fs::path& path,
   model->to(ctx.device());
   return model;
 }
+
+namespace {
+
+// Whether `stage` trains with train.channels_last: its teachers then take the same layout.
+bool WantsChannelsLast(const StageConfig* stage) {
+  if (stage == nullptr || stage->config == nullptr) return false;
+  const CNode* train = stage->config->Get("train");
+  const CNode* flag = train ? train->Get("channels_last") : nullptr;
+  return flag != nullptr && flag->as_bool();
+}
+
+}  // namespace
 
 const StageConfig& PipelineAccess::Dependency(const std::string& name) const {
   const StageConfig* stage = config_ ? config_->FindStage(name) : nullptr;
@@ -98,6 +111,7 @@ std::shared_ptr<Model> PipelineAccess::LoadStageModel(const std::string& stage,
   const fs::path path = StageFile(stage, absl::StrCat("export/", artifact, ".pt"));
   std::shared_ptr<Model> model = ValueOrThrow(ModelFromExport(path, ctx, nullptr));
   for (torch::Tensor& p : model->parameters()) p.set_requires_grad(false);
+  if (WantsChannelsLast(current_)) ToChannelsLast(*model);
   model->train(train_mode);
   return model;
 }
@@ -124,6 +138,7 @@ std::shared_ptr<Model> PipelineAccess::LoadTeacher(const Options& spec,
   if (!model.ok()) spec.Fail("checkpoint", std::string(model.status().message()));
   std::shared_ptr<Model> teacher = *model;
   for (torch::Tensor& p : teacher->parameters()) p.set_requires_grad(false);
+  if (WantsChannelsLast(current_)) ToChannelsLast(*teacher);
   teacher->train(spec.Bool("train_mode"));
   return teacher;
 }

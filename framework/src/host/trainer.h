@@ -48,6 +48,7 @@ struct TrainOutcome {
   // raw and the EMA weights are evaluated.
   std::vector<std::string> headline;
   std::string bench_report;  // with bench_steps
+  std::string bench_json;    // the same figures as JSON (BenchTimer::Json)
 };
 
 absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAccess* stages,

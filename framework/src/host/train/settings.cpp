@@ -25,6 +25,7 @@ TrainSettings TrainSettings::Read(const Options& train) {
   s.ema_decay = train.Float("ema_decay");
   s.ema_eval = train.String("ema_eval");
   s.amp = train.String("amp");
+  s.channels_last = train.Bool("channels_last");
   s.val_interval = train.Int("val_interval");
   s.checkpoint_interval = train.Int("checkpoint_interval");
   s.log_interval = train.Int("log_interval");

@@ -34,6 +34,7 @@ struct TrainSettings {
   double ema_decay = 0;
   std::string ema_eval = "ema";  // "ema" | "raw" | "both"
   std::string amp = "off";       // "off" | "bf16" | "fp16"
+  bool channels_last = false;    // NHWC memory format (memory_format.h)
   int64_t val_interval = 1, checkpoint_interval = 1, log_interval = 20, keep_best = 1;
   std::string best_metric;  // "" = the first metric value
   std::string init_checkpoint;

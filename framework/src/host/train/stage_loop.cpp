@@ -10,6 +10,7 @@
 #include "host/files.h"
 #include "host/stop_signal.h"
 #include "host/train/guarded.h"
+#include "host/train/memory_format.h"
 #include "host/train/stage_trainer.h"
 
 namespace kd::host {
@@ -103,7 +104,8 @@ StageTrainer::After StageTrainer::RunEpoch(Loop& loop) {
     loop.timer->Start();
     std::optional<TensorDict> host_batch = epoch->Next();
     if (!host_batch) break;
-    const TensorDict batch = host_batch->To(device_, true);
+    const TensorDict batch = train_.channels_last ? ChannelsLastBatch(host_batch->To(device_, true))
+                                                  : host_batch->To(device_, true);
     loop.timer->Lap(BenchTimer::kData);
     if (MicroBatch(batch, loop) == After::kStopped) return After::kStopped;
   }
@@ -125,7 +127,11 @@ StageTrainer::After StageTrainer::MicroBatch(const TensorDict& batch, Loop& loop
   if (bn_sync_) bn_sync_->set_samples(BatchSize(batch));
   const TensorDict terms = has_samples ? ComputeTerms(batch) : TensorDict();
   const torch::Tensor total = SumTerms(terms);
-  CheckFinite(total, terms, !loop.bench && main_);
+  // One copy to the host per micro-batch serves the finiteness check and the log: each `.item()`
+  // would make the host wait for the device.
+  const torch::Tensor values = HostValues(total, terms);
+  const double* value = values.data_ptr<double>();
+  CheckFinite(value[0], terms, !loop.bench && main_);
   loop.timer->Lap(BenchTimer::kForward);
   const torch::Tensor scaled = optim_->ScaleLoss(total);
   if (loop.reducer && (batch_in_epoch_ + 1) % accumulate == 0) {
@@ -135,7 +141,10 @@ StageTrainer::After StageTrainer::MicroBatch(const TensorDict& batch, Loop& loop
   loop.timer->Lap(BenchTimer::kBackward);
   ++batch_in_epoch_;
   loop.step_samples += BatchSize(batch);
-  log_->AddMicroBatch(terms, accumulate, BatchSize(batch));
+  std::vector<std::pair<std::string, double>> term_values;
+  int64_t i = 1;
+  for (const auto& [name, term] : terms) term_values.emplace_back(name, value[i++]);
+  log_->AddMicroBatch(term_values, accumulate, BatchSize(batch));
   if (batch_in_epoch_ % accumulate != 0) return After::kContinue;
   return FinishStep(batch, terms, loop);
 }
@@ -170,10 +179,17 @@ torch::Tensor StageTrainer::SumTerms(const TensorDict& terms) const {
   return total;
 }
 
+torch::Tensor StageTrainer::HostValues(const torch::Tensor& total, const TensorDict& terms) {
+  std::vector<torch::Tensor> parts{total.detach().to(torch::kDouble).reshape({1})};
+  for (const auto& [name, value] : terms)
+    parts.push_back(value.detach().to(torch::kDouble).reshape({1}));
+  return torch::cat(parts).cpu();
+}
+
 // Every rank stops together when one rank's loss is not finite; the process that writes keeps the
 // weights before the step when they are finite.
-void StageTrainer::CheckFinite(const torch::Tensor& total, const TensorDict& terms, bool writes) {
-  const bool finite = std::isfinite(total.item<double>());
+void StageTrainer::CheckFinite(double total, const TensorDict& terms, bool writes) {
+  const bool finite = std::isfinite(total);
   const RankSync::StepCheck check = rank_sync_.CheckStep(finite, StopSignal() != 0);
   if (check.stop) {
     NoteStopSignal(SIGTERM);  // another process's signal, when this one had none
@@ -264,6 +280,23 @@ void StageTrainer::EndEpoch(const Loop& loop) {
   }
 }
 
+BenchTimer::Shape StageTrainer::BenchShape() const {
+  BenchTimer::Shape shape;
+  shape.stage = stage_.name;
+  shape.device = device_.str();
+  shape.batch_size = train_loader_->options().batch_size;
+  shape.accumulate = train_.accumulate;
+  shape.distributed = dist_ != nullptr;
+  shape.world_size = dist_ ? dist_->world_size() : 1;
+  for (const torch::Tensor& p : model_->parameters()) {
+    shape.parameters += p.numel();
+    if (p.requires_grad()) shape.trainable += p.numel();
+  }
+  shape.amp = autocast_ ? train_.amp : "off";
+  shape.channels_last = train_.channels_last;
+  return shape;
+}
+
 // The bench report, or the final evaluation and exports.
 TrainOutcome StageTrainer::Finish(const Loop& loop) {
   TrainOutcome outcome;
@@ -271,10 +304,8 @@ TrainOutcome StageTrainer::Finish(const Loop& loop) {
   outcome.seconds = previous_seconds_ + SecondsSince(started_);
   outcome.completed = true;
   if (loop.bench) {
-    outcome.bench_report =
-        loop.timer->Report({stage_.name, device_.str(), train_loader_->options().batch_size,
-                            train_.accumulate, dist_ != nullptr, dist_ ? dist_->world_size() : 1},
-                           step_ - loop.start_step);
+    outcome.bench_report = loop.timer->Report(BenchShape(), step_ - loop.start_step);
+    outcome.bench_json = loop.timer->Json(BenchShape(), step_ - loop.start_step);
     return outcome;
   }
   if (batch_in_epoch_ != 0 && rank_sync_.active()) {

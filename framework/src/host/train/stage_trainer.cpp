@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "host/options_impl.h"
 #include "host/train/guarded.h"
+#include "host/train/memory_format.h"
 #include "kd/optim.h"
 
 namespace kd::host {
@@ -201,6 +202,10 @@ void StageTrainer::BuildLoop(const BuildContext& ctx) {
     scheduler = ctx.Build<Scheduler>(Kind::kScheduler, train.Sub("scheduler"));
   train_ = TrainSettings::Read(train);
   autocast_ = train_.autocast(device_.is_cuda());
+  if (train_.channels_last) {  // before the optimizer and the EMA take the parameters
+    ToChannelsLast(*model_);
+    if (distiller_) ToChannelsLast(*distiller_);
+  }
 
   const LoaderOptions o = LoaderSettings(true);
   train_loader_ = std::make_unique<DataLoader>(train_set_, o);

@@ -80,12 +80,15 @@ class StageTrainer {
                    bool ema);
   // The loop (stage_loop.cpp).
   void BeginRun(bool bench);
+  BenchTimer::Shape BenchShape() const;
   std::unique_ptr<GradientReducer> MakeReducer();
   After RunEpoch(Loop& loop);
   After MicroBatch(const TensorDict& batch, Loop& loop);
   TensorDict ComputeTerms(const TensorDict& batch);
   torch::Tensor SumTerms(const TensorDict& terms) const;
-  void CheckFinite(const torch::Tensor& total, const TensorDict& terms, bool writes);
+  // [total, term 1, term 2, ...] on the CPU as float64, in one copy from the device.
+  static torch::Tensor HostValues(const torch::Tensor& total, const TensorDict& terms);
+  void CheckFinite(double total, const TensorDict& terms, bool writes);
   After FinishStep(const TensorDict& batch, const TensorDict& terms, Loop& loop);
   void EndEpoch(const Loop& loop);
   TrainOutcome Finish(const Loop& loop);

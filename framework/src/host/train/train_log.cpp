@@ -38,8 +38,15 @@ void TrainLog::StartLoop(int64_t start_step) {
 }
 
 void TrainLog::AddMicroBatch(const TensorDict& terms, int64_t accumulate, int64_t samples) {
+  std::vector<std::pair<std::string, double>> values;
+  for (const auto& [name, value] : terms) values.emplace_back(name, value.item<double>());
+  AddMicroBatch(values, accumulate, samples);
+}
+
+void TrainLog::AddMicroBatch(const std::vector<std::pair<std::string, double>>& terms,
+                             int64_t accumulate, int64_t samples) {
   for (const auto& [name, value] : terms) {
-    window_terms_[name] += value.item<double>() / static_cast<double>(accumulate);
+    window_terms_[name] += value / static_cast<double>(accumulate);
   }
   window_samples_ += samples;
 }

@@ -31,6 +31,9 @@ class TrainLog {
   void StartLoop(int64_t start_step);
   // A micro-batch's loss terms (each counted 1 / accumulate) and samples.
   void AddMicroBatch(const TensorDict& terms, int64_t accumulate, int64_t samples);
+  // The same with the terms' values already on the host (the loop copies them in one go).
+  void AddMicroBatch(const std::vector<std::pair<std::string, double>>& terms, int64_t accumulate,
+                     int64_t samples);
   // After an optimizer step: reports the window when `step` is a multiple of `interval` or the
   // last (`target`).
   void StepDone(int64_t step, int64_t epoch, int64_t total_epochs, int64_t target, int64_t interval,

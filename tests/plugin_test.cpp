@@ -103,8 +103,8 @@ TEST_CASE("a plugin with a wrong ABI stamp is refused before its register functi
   kd::host::Host host;
   const std::string error = ErrorOf(host.loader().LoadFile(TestPlugin("test_bad_abi")));
   REQUIRE_THAT(error, Contains("libkd_test_bad_abi.so: plugin refused: incompatible ABI stamp") &&
-                          Contains("kd API major version 5 != host's 4") &&
-                          Contains("plugin: kd API 5.0") && Contains("host:   kd API 4.0") &&
+                          Contains("kd API major version 6 != host's 5") &&
+                          Contains("plugin: kd API 6.0") && Contains("host:   kd API 5.0") &&
                           Contains("rebuild the plugin against this kdhost"));
   REQUIRE_THAT(error, !Contains("register must not run"));
   REQUIRE(host.registry().FindPlugin("test_bad_abi") == nullptr);

@@ -156,6 +156,12 @@ BuildContext BuildContext::WithStageConfig(const Options* config) const {
   return copy;
 }
 
+BuildContext BuildContext::WithStudent(Model* student) const {
+  BuildContext copy = *this;
+  copy.student_ = student;
+  return copy;
+}
+
 BuildContext BuildContext::WithStageAccess(const StageAccess* stages) const {
   BuildContext copy = *this;
   copy.stages_ = stages;

@@ -8,6 +8,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -175,6 +176,10 @@ class MobileNetV2 : public kd::Backbone {
     }
     taps_[3] = block_channels.size() - 1;
     channels_[3] = block_channels.back();
+    for (size_t i = 0; i < block_channels.size(); ++i) {
+      tap_names_.push_back(absl::StrCat("features.", i));
+    }
+    block_channels_ = std::move(block_channels);
     InitLikeTorchvision();
   }
 
@@ -185,6 +190,7 @@ class MobileNetV2 : public kd::Backbone {
     size_t tap = 0;
     for (auto& layer : *features_) {
       x = layer.forward(x);
+      if (!requested_taps_.empty()) requested_taps_.Record(tap_names_[index], x, features);
       if (tap < taps_.size() && index == taps_[tap]) {
         features.Set(FeatureNameList()[tap], x);
         ++tap;
@@ -195,6 +201,21 @@ class MobileNetV2 : public kd::Backbone {
   }
 
   std::vector<std::string> FeatureNames() const override { return FeatureNameList(); }
+
+  // Every block of `features`: features.0 (the stem) .. features.17 (features.18 with last_conv).
+  std::vector<std::string> TapNames() const override { return tap_names_; }
+
+  int64_t TapChannels(const std::string& name) const override {
+    for (size_t i = 0; i < tap_names_.size(); ++i) {
+      if (tap_names_[i] == name) return block_channels_[i];
+    }
+    kd::TapSet().Add({name}, tap_names_, "mobilenet::MobileNetV2");  // throws: an unknown tap
+    return 0;
+  }
+
+  void SetTaps(const std::vector<std::string>& names) override {
+    requested_taps_.Add(names, tap_names_, "mobilenet::MobileNetV2");
+  }
 
   int64_t FeatureChannels(const std::string& name) const override {
     const std::vector<std::string>& names = FeatureNameList();
@@ -224,6 +245,9 @@ class MobileNetV2 : public kd::Backbone {
   torch::nn::Sequential features_{nullptr};
   std::array<size_t, 4> taps_{};
   std::array<int64_t, 4> channels_{};
+  std::vector<int64_t> block_channels_;  // of features.<i>
+  std::vector<std::string> tap_names_;   // "features.<i>"
+  kd::TapSet requested_taps_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <array>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -204,6 +205,9 @@ class ResNet : public kd::Backbone {
       maxpool_ = register_module(
           "maxpool", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(3).stride(2).padding(1)));
     }
+    const int64_t stem_channels = o.stem == Stem::kDeep ? kDeepStemChannels : 64;
+    AddTap("relu", stem_channels);
+    if (o.stem != Stem::kSmall) AddTap("maxpool", stem_channels);
     const std::vector<kd::nn::BatchNorm2d> residual_bns =
         o.architecture.bottleneck ? BuildLayers<Bottleneck>(o) : BuildLayers<BasicBlock>(o);
 
@@ -222,13 +226,43 @@ class ResNet : public kd::Backbone {
       x = torch::relu(bn2_(conv2_(x)));
       x = torch::relu(bn3_(conv3_(x)));
     }
-    if (stem_ != Stem::kSmall) x = maxpool_(x);
     kd::TensorDict features;
+    taps_.Record("relu", x, features);
+    if (stem_ != Stem::kSmall) {
+      x = maxpool_(x);
+      taps_.Record("maxpool", x, features);
+    }
     for (size_t i = 0; i < layers_.size(); ++i) {
-      x = layers_[i]->forward(x);
+      if (taps_.empty()) {
+        x = layers_[i]->forward(x);
+      } else {
+        const std::string layer = absl::StrCat("layer", i + 1);
+        size_t block = 0;
+        for (auto& module : *layers_[i]) {
+          x = module.forward(x);
+          taps_.Record(absl::StrCat(layer, ".", block++), x, features);
+        }
+        taps_.Record(layer, x, features);
+      }
       features.Set(FeatureNameList()[i], x);
     }
     return features;
+  }
+
+  // The stem's output ("relu", after its last ReLU), "maxpool" (without the small stem), each
+  // block ("layer3.1") and each stage ("layer3", its last block's output).
+  std::vector<std::string> TapNames() const override { return tap_names_; }
+
+  int64_t TapChannels(const std::string& name) const override {
+    for (size_t i = 0; i < tap_names_.size(); ++i) {
+      if (tap_names_[i] == name) return tap_channels_[i];
+    }
+    kd::TapSet().Add({name}, tap_names_, "resnet::ResNet");  // throws: an unknown tap
+    return 0;
+  }
+
+  void SetTaps(const std::vector<std::string>& names) override {
+    taps_.Add(names, tap_names_, "resnet::ResNet");
   }
 
   std::vector<std::string> FeatureNames() const override { return FeatureNameList(); }
@@ -277,12 +311,19 @@ class ResNet : public kd::Backbone {
                    : Block(out_channels, planes, 1, dilation, o.shape, nullptr);
         residual_bns.push_back(block->last_bn());
         layer->push_back(block);
+        AddTap(absl::StrCat("layer", stage + 1, ".", i), out_channels);
       }
+      AddTap(absl::StrCat("layer", stage + 1), out_channels);
       in_channels = out_channels;
       channels_[stage] = out_channels;
       layers_.push_back(register_module(absl::StrCat("layer", stage + 1), layer));
     }
     return residual_bns;
+  }
+
+  void AddTap(std::string name, int64_t channels) {
+    tap_names_.push_back(std::move(name));
+    tap_channels_.push_back(channels);
   }
 
   static constexpr int64_t kDeepStemChannels = 128;
@@ -297,6 +338,9 @@ class ResNet : public kd::Backbone {
   torch::nn::MaxPool2d maxpool_{nullptr};
   std::vector<torch::nn::Sequential> layers_;
   std::array<int64_t, 4> channels_{};
+  std::vector<std::string> tap_names_;
+  std::vector<int64_t> tap_channels_;
+  kd::TapSet taps_;
 };
 
 }  // namespace

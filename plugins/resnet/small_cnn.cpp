@@ -10,6 +10,7 @@
 // stage<i> is the feature "feat.stage<i>" (each one halves the resolution).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,13 +74,47 @@ class SmallCnn : public kd::Backbone {
     kd::TensorDict features;
     torch::Tensor x = image;
     for (size_t i = 0; i < stages_.size(); ++i) {
-      x = stages_[i]->forward(x);
+      if (taps_.empty()) {
+        x = stages_[i]->forward(x);
+      } else {
+        size_t layer = 0;
+        for (auto& module : *stages_[i]) {
+          x = module.forward(x);
+          taps_.Record(absl::StrCat("stage", i + 1, ".", layer++), x, features);
+        }
+        taps_.Record(absl::StrCat("stage", i + 1), x, features);
+      }
       features.Set(names_[i], x);
     }
     return features;
   }
 
   std::vector<std::string> FeatureNames() const override { return names_; }
+
+  // Every layer of every stage ("stage2.0" .. "stage2.6", torchvision's VGG node names within a
+  // stage) and each stage's output ("stage2", after its max-pool).
+  std::vector<std::string> TapNames() const override {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < stages_.size(); ++i) {
+      for (size_t layer = 0; layer < kLayersPerStage; ++layer) {
+        names.push_back(absl::StrCat("stage", i + 1, ".", layer));
+      }
+      names.push_back(absl::StrCat("stage", i + 1));
+    }
+    return names;
+  }
+
+  // Every layer of stage i outputs channels[i] (the first convolution already widens).
+  int64_t TapChannels(const std::string& name) const override {
+    const std::vector<std::string> names = TapNames();
+    const auto found = std::find(names.begin(), names.end(), name);
+    if (found == names.end()) kd::TapSet().Add({name}, names, "resnet::SmallCNN");  // throws
+    return channels_[(found - names.begin()) / (kLayersPerStage + 1)];
+  }
+
+  void SetTaps(const std::vector<std::string>& names) override {
+    taps_.Add(names, TapNames(), "resnet::SmallCNN");
+  }
 
   int64_t FeatureChannels(const std::string& name) const override {
     for (size_t i = 0; i < names_.size(); ++i) {
@@ -92,7 +127,9 @@ class SmallCnn : public kd::Backbone {
  private:
   std::vector<int64_t> channels_;
   std::vector<std::string> names_;
+  static constexpr size_t kLayersPerStage = 7;  // conv, norm, relu, conv, norm, relu, pool
   std::vector<torch::nn::Sequential> stages_;
+  kd::TapSet taps_;
 };
 
 }  // namespace

@@ -57,6 +57,13 @@ class EncoderDecoder : public kd::Model {
     return outputs;
   }
 
+  // The backbone's feature taps.
+  std::vector<std::string> TapNames() const override { return backbone_->TapNames(); }
+  int64_t TapChannels(const std::string& name) const override {
+    return backbone_->TapChannels(name);
+  }
+  void SetTaps(const std::vector<std::string>& names) override { backbone_->SetTaps(names); }
+
  private:
   // The mean of the softmax over every scale and flip, each resized to the image (align_corners),
   // returned as its log under "logits" ([B, K, H, W]; argmax and mIoU as of the mean).

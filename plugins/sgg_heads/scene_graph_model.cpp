@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "components.h"
 #include "kd/dataset.h"
@@ -270,9 +271,14 @@ class SceneGraphModel : public kd::Model {
     }
 
     torch::Tensor features;
+    kd::TensorDict taps;
     {
       torch::AutoGradMode grad_mode(torch::GradMode::is_enabled() && !o_.freeze_backbone);
-      features = backbone_->Forward(image).at(o_.feature);
+      kd::TensorDict backbone_outputs = backbone_->Forward(image);
+      features = backbone_outputs.at(o_.feature);
+      for (const auto& [key, value] : backbone_outputs) {
+        if (absl::StartsWith(key, "tap.")) taps.Set(key, value);
+      }
     }
     roi_align::RoiAlignOptions roi = o_.roi;
     roi.spatial_scale = static_cast<double>(features.size(2)) / static_cast<double>(image.size(2));
@@ -363,8 +369,16 @@ class SceneGraphModel : public kd::Model {
     }
     outputs.Set("obj_labels", obj_labels.to(device));
     outputs.Set("obj_scores", obj_scores.to(device));
+    outputs.Update(taps);
     return outputs;
   }
+
+  // The backbone's feature taps.
+  std::vector<std::string> TapNames() const override { return backbone_->TapNames(); }
+  int64_t TapChannels(const std::string& name) const override {
+    return backbone_->TapChannels(name);
+  }
+  void SetTaps(const std::vector<std::string>& names) override { backbone_->SetTaps(names); }
 
  private:
   // The benchmark's initial frequency bias from the training split's predicate counts: with 1

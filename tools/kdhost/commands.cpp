@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "host/files.h"
 #include "host/host.h"
 #include "host/names.h"
+#include "host/options_impl.h"
 #include "host/pipeline.h"
 #include "host/reference.h"
 #include "host/root_schema.h"
@@ -463,6 +465,43 @@ int Plugins(const Command&, const Args& args) {
   return kOk;
 }
 
+// A backbone's or model's feature taps, built with its default options on the CPU; empty for other
+// kinds, for components that need options or a dataset to be built, and for those without taps.
+std::string DescribeTaps(const kd::Registry& registry, const kd::ComponentInfo& info) {
+  if (info.kind != kd::Kind::kBackbone && info.kind != kd::Kind::kModel) return {};
+  try {
+    absl::StatusOr<kd::host::CNode> table =
+        kd::host::ParseToml(absl::StrCat("type = \"", info.QualifiedName(), "\"\n"), "<defaults>");
+    if (!table.ok() ||
+        !kd::host::ValidateComponent(*table, info.kind, registry, "component").ok()) {
+      return {};
+    }
+    const kd::Options options = kd::host::MakeOptions(std::move(*table), "component");
+    const kd::BuildContext ctx(registry, torch::kCPU);
+    std::vector<std::string> names;
+    std::function<int64_t(const std::string&)> channels;
+    std::shared_ptr<kd::Component> built = ctx.BuildComponent(info.kind, options);
+    if (auto* backbone = dynamic_cast<kd::Backbone*>(built.get())) {
+      names = backbone->TapNames();
+      channels = [backbone](const std::string& n) { return backbone->TapChannels(n); };
+    } else if (auto* model = dynamic_cast<kd::Model*>(built.get())) {
+      names = model->TapNames();
+      channels = [model](const std::string& n) { return model->TapChannels(n); };
+    }
+    if (names.empty()) return {};
+    std::vector<std::string> lines;
+    for (const std::string& name : names) {
+      lines.push_back(absl::StrCat(name, " (", channels(name), " ch)"));
+    }
+    return absl::StrCat(
+        "feature taps with the default options (a distiller names them; the model then also "
+        "returns \"tap.<name>\"):\n  ",
+        absl::StrJoin(lines, ", "), "\n");
+  } catch (const std::exception&) {
+    return {};  // needs options or a dataset to be built: no taps to show without a config
+  }
+}
+
 int Describe(const Command& c, const Args& args) {
   Host host;
   LoadAllPlugins(host, args);
@@ -504,7 +543,8 @@ int Describe(const Command& c, const Args& args) {
     return Fail(absl::NotFoundError(message));
   }
   for (const kd::ComponentInfo* info : found) {
-    std::printf("%s\n", kd::host::DescribeComponent(*info).c_str());
+    std::printf("%s%s\n", kd::host::DescribeComponent(*info).c_str(),
+                DescribeTaps(host.registry(), *info).c_str());
   }
   return kOk;
 }

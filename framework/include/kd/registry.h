@@ -171,12 +171,18 @@ class BuildContext {
   const Options* stage_config() const { return stage_config_; }
   BuildContext WithStageConfig(const Options* config) const;
 
+  // The stage's student while its distiller is built, null elsewhere. A feature distiller asks it
+  // for taps (student()->SetTaps({"layer3.1"})) and sizes its adapters with TapChannels.
+  Model* student() const { return student_; }
+  BuildContext WithStudent(Model* student) const;
+
  private:
   const Registry* registry_;
   torch::Device device_;
   const Backbone* backbone_ = nullptr;
   const DatasetInfo* dataset_info_ = nullptr;
   const Options* stage_config_ = nullptr;
+  Model* student_ = nullptr;
   const StageAccess& Stages() const;
   const StageAccess* stages_ = nullptr;
 };

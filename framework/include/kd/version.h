@@ -2,6 +2,6 @@
 // when Y <= Z; any change that breaks existing plugins bumps the major number.
 #pragma once
 
-#define KD_API_MAJOR 4
+#define KD_API_MAJOR 5
 #define KD_API_MINOR 0
 #define KD_VERSION_STRING "0.1.0"

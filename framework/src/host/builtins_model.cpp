@@ -9,7 +9,7 @@ namespace kd::host {
 namespace {
 
 // The generic task model: a backbone's named features feed a head; the features stay in the
-// outputs so that distillers can tap them ("feat.layer3", ...).
+// outputs so that distillers can use them ("feat.layer3", and the taps asked for, "tap.layer3.1").
 class BackboneHeadModel : public Model {
  public:
   BackboneHeadModel(const Options& options, const BuildContext& ctx)
@@ -28,6 +28,13 @@ class BackboneHeadModel : public Model {
     }
     return outputs;
   }
+
+  // The backbone's feature taps.
+  std::vector<std::string> TapNames() const override { return backbone_->TapNames(); }
+  int64_t TapChannels(const std::string& name) const override {
+    return backbone_->TapChannels(name);
+  }
+  void SetTaps(const std::vector<std::string>& names) override { backbone_->SetTaps(names); }
 
  private:
   std::string input_key_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -61,9 +62,16 @@ void Evaluator::Predict(Model& model, const PredictionSink& sink) {
   model.train();
 }
 
+// Feature taps (tap.<name>) serve distillers during training; metrics never read them, so they
+// are dropped before the outputs are kept or gathered.
 TensorDict Evaluator::Forward(Model& model, const TensorDict& on_device) {
   AutocastGuard autocast(autocast_.enabled, autocast_.dtype);
-  return Guarded("model forward (evaluation)", [&] { return model.Forward(on_device); });
+  TensorDict outputs =
+      Guarded("model forward (evaluation)", [&] { return model.Forward(on_device); });
+  for (const std::string& key : outputs.Keys()) {
+    if (absl::StartsWith(key, "tap.")) outputs.Erase(key);
+  }
+  return outputs;
 }
 
 void Evaluator::Update(const TensorDict& outputs, const TensorDict& batch) {

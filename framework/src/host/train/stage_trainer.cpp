@@ -161,7 +161,8 @@ LoaderOptions StageTrainer::LoaderSettings(bool training) const {
 void StageTrainer::BuildTraining(const BuildContext& ctx) {
   loss_ = ctx.Build<Loss>(Kind::kLoss, root_.Sub("loss"));
   if (root_.Has("distiller")) {
-    distiller_ = ctx.Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
+    distiller_ =
+        ctx.WithStudent(model_.get()).Build<Distiller>(Kind::kDistiller, root_.Sub("distiller"));
     task_loss_replaced_ = TaskLossReplaced(registry_, root_.Sub("distiller"));
     distiller_->to(device_);
     Guarded("distiller " + root_.Sub("distiller").Type(),

@@ -2,6 +2,7 @@
 // generated config reference.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <regex>
 
 #include "host/checkpoint.h"
@@ -101,7 +102,8 @@ TEST_CASE("kdhost plugins lists every plugin with its version and components") {
   REQUIRE_THAT(result.output, Contains("core 0.1.0  <built in>") && Contains("resnet 0.1.0") &&
                                   Contains("backbone:    ResNet, SmallCNN") &&
                                   Contains("fmnist_tasks 0.1.0") &&
-                                  Contains("distiller:   KD, LogitMSE, PixelKD, CWD, Compose") &&
+                                  Contains("distiller:   KD, LogitMSE, PixelKD, CWD, DKD, DIST, "
+                                           "Compose, FitNets, AT, SP, RKD, PKT") &&
                                   Contains("mlic_heads 0.1.0"));
 }
 
@@ -392,6 +394,108 @@ TEST_CASE(
   }
   CHECK(has_classifier);
   CHECK_FALSE(has_head);
+}
+
+TEST_CASE(
+    "feature distillers train through kdhost on taps of the student and the teacher, and their "
+    "adapters stay out of the export") {
+  const fs::path dir = kd::test::ScratchDir("cli_feature_kd");
+  const fs::path config = dir / "feature_kd.toml";
+  // The quickstart's teacher and student; the student matches its stride-4 stage2 (8 channels)
+  // to the teacher's layer1 (64 channels) with FitNets and AT at once.
+  kd::test::WriteText(config, "base = [\"" + Quickstart() + "\"]\n" + R"(
+pipeline = ["teacher", "student", "student_kd", "student_feat"]
+[stages.student_feat.distiller]
+type = "distillers::Compose"
+[[stages.student_feat.distiller.parts]]
+type = "distillers::FitNets"
+teacher = { from_stage = "teacher" }
+student_taps = ["stage2"]
+teacher_taps = ["layer1"]
+[[stages.student_feat.distiller.parts]]
+type = "distillers::AT"
+teacher = { from_stage = "teacher" }
+student_taps = ["stage2", "stage3"]
+teacher_taps = ["layer1", "layer2"]
+)");
+  auto run = kd::test::RunCommand(Kdhost() + " run " + config.string() +
+                                  " --quiet --stage student_feat" + Reduced(dir / "runs"));
+  INFO(run.output);
+  REQUIRE(run.exit_code == 0);
+  const fs::path stage = kd::test::StageDir(dir / "runs", "student_feat");
+  REQUIRE_THAT(*kd::host::ReadFile(stage / "metrics.jsonl"),
+               Contains("\"loss.fitnets\"") && Contains("\"loss.at\"") && Contains("\"loss.bce\""));
+  auto state = kd::host::LoadTrainState(stage / "state" / "train_state.pt");
+  REQUIRE(state.ok());
+  std::vector<std::string> adapter;
+  for (const auto& [name, tensor] : state->distiller) adapter.push_back(name);
+  std::sort(adapter.begin(), adapter.end());
+  CHECK(adapter ==
+        std::vector<std::string>{"parts.0.regressors.0.bias", "parts.0.regressors.0.weight"});
+  auto exported = kd::host::LoadModelExport(stage / "export" / "last.pt");
+  REQUIRE(exported.ok());
+  for (const auto& [name, tensor] : exported->state) {
+    CHECK(name.find("regressor") == std::string::npos);
+    CHECK(name.find("tap") == std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "the distiller zoo trains through kdhost on the segmentation and scene-graph tracks too") {
+  const fs::path dir = kd::test::ScratchDir("cli_zoo_tracks");
+  // Segmentation: DKD and DIST on the dense logits (labels from the batch's mask) and SP on the
+  // last stage's taps, against the track's teacher.
+  kd::test::WriteText(dir / "seg.toml",
+                      "base = [\"" +
+                          (kd::test::SourceDir() / "configs" / "rdd" / "fmnist_rdd.toml").string() +
+                          "\"]\n" + R"(
+pipeline = ["teacher", "student", "student_kd", "student_cwd", "student_tfe", "student_tse",
+            "student_rdd", "student_rdd_cwd", "student_rdd_or", "student_rdd_and", "student_zoo"]
+[stages.student_zoo.distiller]
+type = "distillers::Compose"
+parts = [
+  { type = "distillers::DKD", teacher = { from_stage = "teacher" }, labels_key = "mask", warmup_epochs = 0 },
+  { type = "distillers::DIST", teacher = { from_stage = "teacher" } },
+  { type = "distillers::SP", teacher = { from_stage = "teacher" }, student_taps = ["stage3"] },
+]
+)");
+  // Scene graphs: DKD on the predicate logits of the student's sampled pairs (the teacher scores
+  // the same pairs) and PKT on the backbone's last stage.
+  kd::test::WriteText(
+      dir / "sgg.toml",
+      "base = [\"" + (kd::test::SourceDir() / "configs" / "lskd" / "fmnist_lskd.toml").string() +
+          "\"]\n" + R"(
+plugins = ["fmnist_tasks", "resnet", "sgg_heads", "lskd", "distillers"]
+pipeline = ["motifs", "motifs_iterative", "motifs_synchronous", "transformer",
+            "transformer_iterative", "transformer_synchronous", "motifs_zoo"]
+[stages.motifs_zoo.distiller]
+type = "distillers::Compose"
+parts = [
+  { type = "distillers::DKD", teacher = { from_stage = "motifs" }, logits_key = "rel_logits", labels_key = "rel_labels", warmup_epochs = 0 },
+  { type = "distillers::PKT", teacher = { from_stage = "motifs" }, student_taps = ["stage2"] },
+]
+)");
+  const std::string reduced =
+      " --quiet --set data.train.num_samples=64 --set data.val.num_samples=32"
+      " --set train.max_epochs=1 --set run.work_dir=" +
+      (dir / "runs").string();
+  auto seg = kd::test::RunCommand(Kdhost() + " run " + (dir / "seg.toml").string() + reduced +
+                                  " --stage student_zoo --set stages.teacher.train.max_epochs=1");
+  INFO(seg.output);
+  REQUIRE(seg.exit_code == 0);
+  REQUIRE_THAT(
+      *kd::host::ReadFile(kd::test::StageDir(dir / "runs", "student_zoo") / "metrics.jsonl"),
+      Contains("\"loss.dkd_tckd\"") && Contains("\"loss.dkd_nckd\"") &&
+          Contains("\"loss.dist_inter\"") && Contains("\"loss.sp\"") && Contains("\"loss.ce\"") &&
+          Contains("\"mIoU\""));
+  auto sgg = kd::test::RunCommand(Kdhost() + " run " + (dir / "sgg.toml").string() + reduced +
+                                  " --stage motifs_zoo");
+  INFO(sgg.output);
+  REQUIRE(sgg.exit_code == 0);
+  REQUIRE_THAT(
+      *kd::host::ReadFile(kd::test::StageDir(dir / "runs", "motifs_zoo") / "metrics.jsonl"),
+      Contains("\"loss.dkd_nckd\"") && Contains("\"loss.pkt\"") && Contains("\"loss.rel\"") &&
+          Contains("\"mR@100\""));
 }
 
 TEST_CASE(

@@ -1,5 +1,5 @@
-// distillers::Compose (see compose.h).
-#include "compose.h"
+// distillers::Compose (see components.h).
+#include "components.h"
 
 #include <torch/torch.h>
 

@@ -1,14 +1,15 @@
 // The `distillers` plugin: method-independent distillers on the task logits (vanilla KD, logit
-// MSE, and for dense prediction pixel-wise KD and CWD), and the plugin's entry point.
+// MSE, DKD, DIST, and for dense prediction pixel-wise KD and CWD), and the plugin's entry point.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "compose.h"
+#include "components.h"
 #include "kd/plugin.h"
 #include "logit_losses/logit_losses.h"
 
@@ -42,11 +43,19 @@ class LogitDistiller : public kd::Distiller {
     torch::Tensor teacher;
   };
 
+  // When the student scored a sample of its inputs (a scene-graph model's `rel_pairs` in
+  // training), the teacher scores the same ones, so that the rows of both logits agree.
   LogitPair Logits(const kd::TensorDict& batch, const kd::TensorDict& student_outputs) const {
     LogitPair logits;
     logits.student = student_outputs.at(logits_key_);
     torch::NoGradGuard no_grad;
-    logits.teacher = teacher_->Forward(batch).at(logits_key_);
+    if (const torch::Tensor* pairs = student_outputs.Find("rel_pairs")) {
+      kd::TensorDict same_pairs = batch;
+      same_pairs.Set("rel_pairs", *pairs);
+      logits.teacher = teacher_->Forward(same_pairs).at(logits_key_);
+    } else {
+      logits.teacher = teacher_->Forward(batch).at(logits_key_);
+    }
     return logits;
   }
 
@@ -146,6 +155,142 @@ class DenseDistiller : public LogitDistiller {
   double temperature_;
 };
 
+// [B, C, h, w] dense logits as [B·h·w, C] rows; 2-D logits unchanged.
+torch::Tensor Rows(const torch::Tensor& logits) {
+  if (logits.dim() != 4) return logits;
+  return logits.permute({0, 2, 3, 1}).reshape({-1, logits.size(1)});
+}
+
+// Decoupled KD on single-label logits: [N, C] with [N] labels (scene-graph predicates), or dense
+// [B, C, h, w] with [B, H, W] labels (segmentation; the labels are resized to h x w by nearest
+// neighbour). Rows whose label is `ignore_index` or negative take no part.
+class Dkd : public LogitDistiller {
+ public:
+  Dkd(const kd::Options& options, const kd::BuildContext& ctx)
+      : LogitDistiller(options, ctx),
+        labels_key_(options.String("labels_key")),
+        alpha_(options.Float("alpha")),
+        beta_(options.Float("beta")),
+        temperature_(options.Float("temperature")),
+        warmup_epochs_(options.Int("warmup_epochs")),
+        ignore_index_(options.Int("ignore_index")) {
+    if (temperature_ <= 0) {
+      options.Fail("temperature", absl::StrCat("must be > 0, got ", temperature_));
+    }
+  }
+
+  kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
+                         const kd::StepInfo& step) override {
+    const LogitPair logits = Logits(batch, student_outputs);
+    const torch::Tensor teacher = MatchResolution(logits.teacher, logits.student);
+    torch::Tensor labels = Labels(batch, student_outputs, logits.student);
+    torch::Tensor student = Rows(logits.student);
+    torch::Tensor teacher_rows = Rows(teacher);
+    labels = labels.reshape({-1});
+    const torch::Tensor keep = (labels != ignore_index_) & (labels >= 0);
+    student = student.index({keep});
+    teacher_rows = teacher_rows.index({keep});
+    labels = labels.index({keep});
+    if (labels.numel() > 0 && labels.max().item<int64_t>() >= student.size(1)) {
+      throw kd::Error(absl::InvalidArgumentError(
+          absl::StrCat("distillers::DKD: label ", labels.max().item<int64_t>(), " in '",
+                       labels_key_, "' is not below the logits' ", student.size(1), " classes")));
+    }
+    if (labels.numel() == 0) {
+      const torch::Tensor zero = logits.student.sum() * 0;
+      return {{"loss.dkd_tckd", zero}, {"loss.dkd_nckd", zero}};
+    }
+    const logit_losses::DkdTerms terms =
+        logit_losses::Dkd(student, teacher_rows, labels, temperature_);
+    // The authors' warm-up: the loss grows linearly over the first epochs (their epochs count
+    // from 1).
+    const double warmup = warmup_epochs_ > 0
+                              ? std::min(1.0, static_cast<double>(step.epoch + 1) /
+                                                  static_cast<double>(warmup_epochs_))
+                              : 1.0;
+    return {{"loss.dkd_tckd", weight() * warmup * alpha_ * terms.tckd},
+            {"loss.dkd_nckd", weight() * warmup * beta_ * terms.nckd}};
+  }
+
+ private:
+  // The labels, from the student's outputs (a scene-graph model's "rel_labels") or the batch
+  // ("mask"), one per row of the logits.
+  torch::Tensor Labels(const kd::TensorDict& batch, const kd::TensorDict& outputs,
+                       const torch::Tensor& logits) const {
+    const torch::Tensor* found = outputs.contains(labels_key_) ? &outputs.at(labels_key_)
+                                 : batch.contains(labels_key_) ? &batch.at(labels_key_)
+                                                               : nullptr;
+    if (found == nullptr) {
+      throw kd::Error(absl::NotFoundError(
+          absl::StrCat("distillers::DKD: neither the student's outputs nor the batch have '",
+                       labels_key_, "'; set labels_key to the key of the class indices")));
+    }
+    torch::Tensor labels = *found;
+    if (labels.is_floating_point()) {
+      throw kd::Error(absl::InvalidArgumentError(absl::StrCat(
+          "distillers::DKD: '", labels_key_, "' holds floating-point values of shape ",
+          c10::str(labels.sizes()),
+          "; DKD needs one class index per sample (single-label softmax logits), not multi-hot "
+          "labels")));
+    }
+    if (logits.dim() == 4 && labels.dim() == 3 &&
+        (labels.size(1) != logits.size(2) || labels.size(2) != logits.size(3))) {
+      namespace F = torch::nn::functional;
+      labels = F::interpolate(labels.unsqueeze(1).to(torch::kFloat),
+                              F::InterpolateFuncOptions()
+                                  .size(std::vector<int64_t>{logits.size(2), logits.size(3)})
+                                  .mode(torch::kNearest))
+                   .squeeze(1)
+                   .to(torch::kLong);
+    }
+    const int64_t rows = logits.dim() == 4   ? logits.size(0) * logits.size(2) * logits.size(3)
+                         : logits.dim() == 2 ? logits.size(0)
+                                             : -1;
+    if (rows < 0 || labels.numel() != rows) {
+      throw kd::Error(absl::InvalidArgumentError(absl::StrCat(
+          "distillers::DKD: logits of shape ", c10::str(logits.sizes()), " and '", labels_key_,
+          "' of shape ", c10::str(labels.sizes()),
+          " do not pair one class index with each row ([N, C] with [N], or [B, C, h, w] with "
+          "[B, H, W]); DKD needs single-label softmax logits")));
+    }
+    return labels.to(logits.device(), torch::kLong);
+  }
+
+  std::string labels_key_;
+  double alpha_;
+  double beta_;
+  double temperature_;
+  int64_t warmup_epochs_;
+  int64_t ignore_index_;
+};
+
+// DIST on [N, C] logits, or dense [B, C, h, w] logits whose pixels are the rows.
+class DistDistiller : public LogitDistiller {
+ public:
+  DistDistiller(const kd::Options& options, const kd::BuildContext& ctx)
+      : LogitDistiller(options, ctx),
+        beta_(options.Float("beta")),
+        gamma_(options.Float("gamma")),
+        tau_(options.Float("tau")) {
+    if (tau_ <= 0) options.Fail("tau", absl::StrCat("must be > 0, got ", tau_));
+  }
+
+  kd::TensorDict Forward(const kd::TensorDict& batch, const kd::TensorDict& student_outputs,
+                         const kd::StepInfo& /*step*/) override {
+    const LogitPair logits = Logits(batch, student_outputs);
+    const torch::Tensor teacher = MatchResolution(logits.teacher, logits.student);
+    const logit_losses::DistTerms terms =
+        logit_losses::Dist(Rows(logits.student), Rows(teacher), tau_);
+    return {{"loss.dist_inter", weight() * beta_ * terms.inter},
+            {"loss.dist_intra", weight() * gamma_ * terms.intra}};
+  }
+
+ private:
+  double beta_;
+  double gamma_;
+  double tau_;
+};
+
 void Register(kd::Registrar& registrar) {
   registrar.Add(kd::Kind::kDistiller, "KD",
                 "vanilla KD (Hinton 2015): T²-scaled KL between teacher and student soft logits; "
@@ -180,7 +325,35 @@ void Register(kd::Registrar& registrar) {
                   return std::make_shared<DenseDistiller>(o, ctx,
                                                           DenseDistiller::Formula::kChannelWise);
                 });
+  registrar.Add(kd::Kind::kDistiller, "DKD",
+                "decoupled KD (Zhao et al. 2022): α·TCKD (target vs. rest) + β·NCKD (among the "
+                "non-target classes) of single-label softmax logits, with the authors' linear "
+                "warm-up; terms loss.dkd_tckd and loss.dkd_nckd",
+                LogitDistillerSchema()
+                    .String("labels_key", "label",
+                            "key of the class indices, in the student's outputs (e.g. "
+                            "\"rel_labels\") or the batch (e.g. \"mask\")")
+                    .Float("alpha", 1.0, "weight α of TCKD")
+                    .Float("beta", 8.0, "weight β of NCKD (the paper's CIFAR-100 value)")
+                    .Float("temperature", 4.0, "softening temperature T (> 0)")
+                    .Int("warmup_epochs", 20, "epochs over which the loss grows linearly to full")
+                    .Int("ignore_index", 255, "label of rows (pixels) without a loss"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<Dkd>(o, ctx);
+                });
+  registrar.Add(kd::Kind::kDistiller, "DIST",
+                "DIST (Huang et al. 2022): inter-class (per sample, over classes) and intra-class "
+                "(per class, over the batch) Pearson relations of softmax(·/τ); dense logits use "
+                "their pixels as samples; terms loss.dist_inter and loss.dist_intra",
+                LogitDistillerSchema()
+                    .Float("beta", 1.0, "weight β of the inter-class term")
+                    .Float("gamma", 1.0, "weight γ of the intra-class term")
+                    .Float("tau", 1.0, "softening temperature τ (> 0)"),
+                [](const kd::Options& o, const kd::BuildContext& ctx) {
+                  return std::make_shared<DistDistiller>(o, ctx);
+                });
   RegisterCompose(registrar);
+  RegisterFeatureDistillers(registrar);
 }
 
 }  // namespace
@@ -188,6 +361,6 @@ void Register(kd::Registrar& registrar) {
 }  // namespace distillers
 
 KD_PLUGIN("0.1.0",
-          "method-independent distillers: vanilla KD, logit MSE, pixel-wise KD, CWD, and "
-          "Compose (several distillers at once)",
+          "method-independent distillers: vanilla KD, logit MSE, DKD, DIST, pixel-wise KD, CWD, "
+          "the feature distillers FitNets, AT, SP, RKD and PKT, and Compose (several at once)",
           distillers::Register);

@@ -32,6 +32,29 @@ torch::Tensor PixelKd(const torch::Tensor& student, const torch::Tensor& teacher
 torch::Tensor ChannelWiseKd(const torch::Tensor& student, const torch::Tensor& teacher,
                             double temperature);
 
+// Decoupled KD (Zhao et al., "Decoupled Knowledge Distillation", CVPR 2022, eq. 7) on
+// [N, C] logits with one class per row (`labels`, [N] int64, all in [0, C)):
+//   α · TCKD + β · NCKD, both T²-scaled KLs summed and divided by N, where TCKD compares the binary
+// distributions (p_target, 1 − p_target) of softmax(·/T) and NCKD the distributions over the
+// non-target classes (softmax of ·/T with the target logit lowered by 1000, as the authors'
+// dkd_loss). The terms separately: {tckd, nckd} before α and β.
+struct DkdTerms {
+  torch::Tensor tckd;
+  torch::Tensor nckd;
+};
+DkdTerms Dkd(const torch::Tensor& student, const torch::Tensor& teacher,
+             const torch::Tensor& labels, double temperature);
+
+// DIST (Huang et al., "Knowledge Distillation from A Stronger Teacher", NeurIPS 2022, eqs. 5-8)
+// on [N, C] logits: with Y = softmax(·/τ), the inter-class term τ² · (1 − mean over rows of the
+// Pearson correlation of Y_s and Y_t), the intra-class term the same over columns (classes). The
+// authors' cosine of the centred vectors with ε = 1e-8 in the denominator.
+struct DistTerms {
+  torch::Tensor inter;
+  torch::Tensor intra;
+};
+DistTerms Dist(const torch::Tensor& student, const torch::Tensor& teacher, double tau);
+
 enum class Reduction { kMean, kSum };
 
 // Squared error between raw logits, (s − t)², averaged or summed over every element (PSD's

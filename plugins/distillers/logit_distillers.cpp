@@ -187,18 +187,27 @@ class Dkd : public LogitDistiller {
     torch::Tensor student = Rows(logits.student);
     torch::Tensor teacher_rows = Rows(teacher);
     labels = labels.reshape({-1});
+    const torch::Tensor zero = logits.student.sum() * 0;
+    if (labels.numel() == 0) return {{"loss.dkd_tckd", zero}, {"loss.dkd_nckd", zero}};
     const torch::Tensor keep = (labels != ignore_index_) & (labels >= 0);
-    student = student.index({keep});
-    teacher_rows = teacher_rows.index({keep});
-    labels = labels.index({keep});
-    if (labels.numel() > 0 && labels.max().item<int64_t>() >= student.size(1)) {
+    // One copy to the host per step: how many rows take part, and their largest label.
+    const torch::Tensor summary =
+        torch::stack({keep.sum(), torch::where(keep, labels, torch::zeros_like(labels)).max()})
+            .cpu();
+    const int64_t kept = summary[0].item<int64_t>();
+    const int64_t largest = summary[1].item<int64_t>();
+    if (kept == 0) return {{"loss.dkd_tckd", zero}, {"loss.dkd_nckd", zero}};
+    if (largest >= student.size(1)) {
       throw kd::Error(absl::InvalidArgumentError(
-          absl::StrCat("distillers::DKD: label ", labels.max().item<int64_t>(), " in '",
-                       labels_key_, "' is not below the logits' ", student.size(1), " classes")));
+          absl::StrCat("distillers::DKD: label ", largest, " in '", labels_key_,
+                       "' is not below the logits' ", student.size(1), " classes")));
     }
-    if (labels.numel() == 0) {
-      const torch::Tensor zero = logits.student.sum() * 0;
-      return {{"loss.dkd_tckd", zero}, {"loss.dkd_nckd", zero}};
+    if (kept < labels.numel()) {
+      // The kept rows' indices, their count known already: no second wait for the device.
+      const torch::Tensor rows = torch::nonzero_static(keep, kept).squeeze(1);
+      student = student.index_select(0, rows);
+      teacher_rows = teacher_rows.index_select(0, rows);
+      labels = labels.index_select(0, rows);
     }
     const logit_losses::DkdTerms terms =
         logit_losses::Dkd(student, teacher_rows, labels, temperature_);

@@ -14,6 +14,7 @@
 #include "kd/distiller.h"
 #include "kd/model.h"
 #include "logit_losses/logit_losses.h"
+#include "one_teacher.h"
 #include "test_support.h"
 
 namespace {
@@ -243,18 +244,6 @@ class LinearTeacher : public kd::Model {
 };
 
 // Hands out one fixed teacher whatever the teacher table says.
-class FixedTeachers : public kd::StageAccess {
- public:
-  explicit FixedTeachers(std::shared_ptr<kd::Model> teacher) : teacher_(std::move(teacher)) {}
-  std::shared_ptr<kd::Model> LoadTeacher(const kd::Options&,
-                                         const kd::BuildContext&) const override {
-    return teacher_;
-  }
-
- private:
-  std::shared_ptr<kd::Model> teacher_;
-};
-
 // The validated distiller table `toml`.
 kd::Options DistillerTable(const std::string& toml) {
   kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(toml, "<test>"));
@@ -278,7 +267,7 @@ const char* const kTeacherTable = "teacher = { checkpoint = \"teacher.pt\" }\n";
 
 TEST_CASE("KD runs the teacher without gradients on the same batch and weights loss.kd") {
   auto teacher = std::make_shared<LinearTeacher>();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   const torch::Tensor image = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.5f}});
   const kd::TensorDict batch{{"image", image}};
   const torch::Tensor student_logits = torch::randn({2, 3}).requires_grad_(true);
@@ -308,7 +297,7 @@ TEST_CASE("KD runs the teacher without gradients on the same batch and weights l
 
 TEST_CASE("LogitMSE reads the configured logits key and weights loss.logit_mse") {
   auto teacher = std::make_shared<LinearTeacher>();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   const torch::Tensor image = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.5f}});
   const torch::Tensor student_aux = torch::zeros({2, 3});
   const kd::TensorDict outputs{{"logits", torch::ones({2, 3})}, {"aux", student_aux}};
@@ -325,7 +314,7 @@ TEST_CASE("LogitMSE reads the configured logits key and weights loss.logit_mse")
 
 TEST_CASE("Logit distillers keep their teacher out of their submodules and parameters") {
   auto teacher = std::make_shared<LinearTeacher>();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   for (const std::string type : {"distillers::KD", "distillers::LogitMSE"}) {
     auto distiller = MakeDistiller("type = \"" + type + "\"\n" + kTeacherTable, teachers);
     CHECK(distiller->parameters().empty());
@@ -336,7 +325,7 @@ TEST_CASE("Logit distillers keep their teacher out of their submodules and param
 }
 
 TEST_CASE("KD refuses a temperature that is not positive") {
-  FixedTeachers teachers(std::make_shared<LinearTeacher>());
+  kd::test::OneTeacher teachers(std::make_shared<LinearTeacher>());
   CHECK_THROWS_WITH(MakeDistiller(std::string("type = \"distillers::KD\"\n") + kTeacherTable +
                                       "temperature = 0.0\n",
                                   teachers),
@@ -378,7 +367,7 @@ TEST_CASE("CWD is T²/(B·C) times the KL of each channel's spatial softmax") {
 
 TEST_CASE("Compose adds the terms of its parts and refuses two parts with the same term") {
   auto teacher = std::make_shared<LinearTeacher>();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   const torch::Tensor image = torch::tensor({{1.0f, 2.0f}, {-1.0f, 0.5f}});
   const kd::TensorDict outputs{{"logits", torch::zeros({2, 3})}, {"aux", torch::zeros({2, 3})}};
   auto compose = MakeDistiller(std::string("type = \"distillers::Compose\"\n") +
@@ -406,7 +395,7 @@ TEST_CASE("Compose adds the terms of its parts and refuses two parts with the sa
 }
 
 TEST_CASE("PixelKD and CWD refuse a temperature that is not positive") {
-  FixedTeachers teachers(std::make_shared<LinearTeacher>());
+  kd::test::OneTeacher teachers(std::make_shared<LinearTeacher>());
   for (const std::string type : {"distillers::PixelKD", "distillers::CWD"}) {
     CHECK_THROWS_WITH(
         MakeDistiller("type = \"" + type + "\"\n" + kTeacherTable + "temperature = -1.0\n",

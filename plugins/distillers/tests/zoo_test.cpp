@@ -16,6 +16,7 @@
 #include "kd/distiller.h"
 #include "kd/model.h"
 #include "logit_losses/logit_losses.h"
+#include "one_teacher.h"
 #include "test_support.h"
 
 namespace {
@@ -167,6 +168,8 @@ double ReferenceRkdAngle(const torch::Tensor& s, const torch::Tensor& t) {
 // PKT (Passalis and Tefas, eqs. 7-10) with the cosine kernel K(a, b) = (cos(a, b) + 1) / 2:
 // p_{i|j} = K(x_i, x_j) / Σ_k K(x_k, x_j), the KL of the teacher's from the student's, averaged
 // over the B² entries (ε = 1e-7 as in the authors' code, negligible here).
+constexpr double kPktEps = 1e-7;
+
 double ReferencePkt(const torch::Tensor& s, const torch::Tensor& t) {
   const auto conditional = [](const torch::Tensor& x) {
     const auto rows = RowsOf(x);
@@ -175,8 +178,10 @@ double ReferencePkt(const torch::Tensor& s, const torch::Tensor& t) {
     for (size_t i = 0; i < b; ++i) {
       double sum = 0;
       for (size_t j = 0; j < b; ++j) {
-        const double cos =
-            Dot(rows[i], rows[j]) / std::sqrt(Dot(rows[i], rows[i]) * Dot(rows[j], rows[j]));
+        // The official code adds ε = 1e-7 to each norm and inside the log ratio; the loss is small
+        // enough (≈ 5e-8 before the weight) that leaving ε out differs in the sixth digit.
+        const double cos = Dot(rows[i], rows[j]) / ((std::sqrt(Dot(rows[i], rows[i])) + kPktEps) *
+                                                    (std::sqrt(Dot(rows[j], rows[j])) + kPktEps));
         p[i][j] = (cos + 1) / 2;
         sum += p[i][j];
       }
@@ -188,7 +193,8 @@ double ReferencePkt(const torch::Tensor& s, const torch::Tensor& t) {
   const auto pt = conditional(t);
   double loss = 0;
   for (size_t i = 0; i < ps.size(); ++i) {
-    for (size_t j = 0; j < ps.size(); ++j) loss += pt[i][j] * std::log(pt[i][j] / ps[i][j]);
+    for (size_t j = 0; j < ps.size(); ++j)
+      loss += pt[i][j] * std::log((pt[i][j] + kPktEps) / (ps[i][j] + kPktEps));
   }
   return loss / static_cast<double>(ps.size() * ps.size());
 }
@@ -367,18 +373,6 @@ TEST_CASE("DIST matches the loop reference of eqs. 5-8 and is 0 for a perfect ma
 namespace {
 
 // Hands out one fixed teacher whatever the teacher table says.
-class FixedTeachers : public kd::StageAccess {
- public:
-  explicit FixedTeachers(std::shared_ptr<kd::Model> teacher) : teacher_(std::move(teacher)) {}
-  std::shared_ptr<kd::Model> LoadTeacher(const kd::Options&,
-                                         const kd::BuildContext&) const override {
-    return teacher_;
-  }
-
- private:
-  std::shared_ptr<kd::Model> teacher_;
-};
-
 std::shared_ptr<kd::Model> SmallCnnStudent() {
   return kd::test::Make<kd::Model>(kd::Kind::kModel, R"(type = "core::BackboneHead"
 backbone = { type = "resnet::SmallCNN", in_channels = 1, channels = [4, 8] }
@@ -447,7 +441,7 @@ TEST_CASE("Backbones name their blocks' outputs as taps and return only the taps
 TEST_CASE("FitNets trains its regressor with the student, keeps the teacher frozen, exports none") {
   auto student = SmallCnnStudent();
   auto teacher = ResNetTeacher();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   // SmallCNN's stage2 and ResNet's layer1 both have stride 4: 8x8 maps of 8 and 64 channels.
   auto fitnets = MakeDistiller(std::string("type = \"distillers::FitNets\"\n") + kTeacher +
                                    "student_taps = [\"stage2\"]\nteacher_taps = [\"layer1\"]\n"
@@ -489,13 +483,14 @@ TEST_CASE("FitNets trains its regressor with the student, keeps the teacher froz
 }
 
 TEST_CASE("AT, SP, RKD and PKT weight their formulas on the taps they name") {
+  torch::manual_seed(0);
   // In double precision: the post-ReLU embeddings are nearly parallel, so PKT's and RKD's small
   // differences of near-equal kernels would carry float32 rounding into the comparison.
   auto student = SmallCnnStudent();
   auto teacher = ResNetTeacher();
   student->to(torch::kDouble);
   teacher->to(torch::kDouble);
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   const std::string taps = "student_taps = [\"stage2\"]\nteacher_taps = [\"layer1\"]\n";
   struct Case {
     std::string type;
@@ -556,7 +551,7 @@ TEST_CASE("AT, SP, RKD and PKT weight their formulas on the taps they name") {
 
 TEST_CASE("DKD on dense logits resizes the labels, skips ignored pixels and refuses multi-hot") {
   auto teacher = ResNetTeacher();
-  FixedTeachers teachers(teacher);
+  kd::test::OneTeacher teachers(teacher);
   auto student = SmallCnnStudent();
   auto dkd = MakeDistiller(std::string("type = \"distillers::DKD\"\n") + kTeacher +
                                "labels_key = \"mask\"\nlogits_key = \"feat.layer1\"\n"
@@ -589,4 +584,59 @@ TEST_CASE("DKD on dense logits resizes the labels, skips ignored pixels and refu
   CHECK_THROWS_WITH(dkd->Forward({{"image", image}, {"mask", torch::zeros({1, 64})}},
                                  {{"feat.layer1", student_map}}, kd::StepInfo{}),
                     Catch::Contains("multi-hot"));
+}
+
+TEST_CASE("the zoo's distillers refuse what they cannot use and say why") {
+  auto teacher = ResNetTeacher();
+  kd::test::OneTeacher teachers(teacher);
+  auto student = SmallCnnStudent();
+  const std::string fitnets =
+      std::string("type = \"distillers::FitNets\"\n") + kTeacher + "student_taps = [\"stage2\"]\n";
+  // A teacher tap its backbone does not have, at teacher_taps, with the ones it has.
+  CHECK_THROWS_WITH(MakeDistiller(fitnets + "teacher_taps = [\"layer9\"]\n", *student, teachers),
+                    Catch::Contains("teacher_taps") && Catch::Contains("no feature tap 'layer9'") &&
+                        Catch::Contains("layer4"));
+  // Built outside a training stage: no student to take taps from.
+  {
+    kd::host::CNode table =
+        kd::ValueOrThrow(kd::host::ParseToml(fitnets + "teacher_taps = [\"layer2\"]\n", "<test>"));
+    kd::ThrowIfError(kd::host::ValidateComponent(table, kd::Kind::kDistiller,
+                                                 kd::test::SharedHost().registry(), "distiller"));
+    const kd::Options options = kd::host::MakeOptions(std::move(table), "distiller");
+    CHECK_THROWS_WITH(kd::BuildContext(kd::test::SharedHost().registry(), torch::kCPU)
+                          .WithStageAccess(&teachers)
+                          .Build<kd::Distiller>(kd::Kind::kDistiller, options),
+                      Catch::Contains("distiller.student_taps") &&
+                          Catch::Contains("built inside a training stage"));
+  }
+  // Student outputs without the tap it asked for (a model that does not pass taps on).
+  auto built = MakeDistiller(fitnets + "teacher_taps = [\"layer2\"]\n", *student, teachers);
+  const kd::TensorDict batch{{"image", torch::randn({2, 1, 32, 32})}};
+  kd::TensorDict outputs = student->Forward(batch);
+  kd::TensorDict without_tap;
+  for (const std::string& key : outputs.Keys()) {
+    if (key != "tap.stage2") without_tap.Set(key, outputs.at(key));
+  }
+  CHECK_THROWS_WITH(built->Forward(batch, without_tap, kd::StepInfo{}),
+                    Catch::Contains("distillers::FitNets: the model's outputs have no "
+                                    "'tap.stage2' although the tap was requested"));
+  // DKD: labels it cannot find, labels outside the logits' classes, labels that do not pair with
+  // the logits' rows.
+  const kd::TensorDict dense{{"image", torch::randn({1, 1, 32, 32})}};
+  const kd::TensorDict student_map{{"feat.layer1", torch::randn({1, 64, 8, 8})}};
+  auto dkd = MakeDistiller(
+      std::string("type = \"distillers::DKD\"\n") + kTeacher + "logits_key = \"feat.layer1\"\n",
+      *student, teachers);
+  CHECK_THROWS_WITH(dkd->Forward(dense, student_map, kd::StepInfo{}),
+                    Catch::Contains("neither the student's outputs nor the batch have 'label'; "
+                                    "set labels_key"));
+  kd::TensorDict out_of_range = dense;
+  out_of_range.Set("label", torch::full({1, 8, 8}, 70, torch::kLong));
+  CHECK_THROWS_WITH(dkd->Forward(out_of_range, student_map, kd::StepInfo{}),
+                    Catch::Contains("label 70 in 'label' is not below the logits' 64 classes"));
+  kd::TensorDict unpaired = dense;
+  unpaired.Set("label", torch::zeros({1, 5}, torch::kLong));
+  CHECK_THROWS_WITH(dkd->Forward(unpaired, student_map, kd::StepInfo{}),
+                    Catch::Contains("logits of shape [1, 64, 8, 8] and 'label' of shape [1, 5] "
+                                    "do not pair one class index with each row"));
 }

@@ -12,6 +12,7 @@
 #include "kd/distiller.h"
 #include "kd/model.h"
 #include "logit_losses/logit_losses.h"
+#include "one_teacher.h"
 #include "rdd_loss.h"
 #include "seg_losses/seg_losses.h"
 #include "test_support.h"
@@ -151,18 +152,6 @@ class FixedTeacher : public kd::Model {
   torch::Tensor aux_;
 };
 
-class OneTeacher : public kd::StageAccess {
- public:
-  explicit OneTeacher(std::shared_ptr<kd::Model> teacher) : teacher_(std::move(teacher)) {}
-  std::shared_ptr<kd::Model> LoadTeacher(const kd::Options&,
-                                         const kd::BuildContext&) const override {
-    return teacher_;
-  }
-
- private:
-  std::shared_ptr<kd::Model> teacher_;
-};
-
 // The validated `distiller` table `toml`.
 kd::Options DistillerTable(const std::string& toml) {
   kd::host::CNode table = kd::ValueOrThrow(kd::host::ParseToml(toml, "<test>"));
@@ -223,7 +212,7 @@ struct Case {
 
 TEST_CASE("rdd::RDD trains with TFE-RDD for the first 10% of the steps, then TSE-RDD") {
   Case c;
-  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
+  kd::test::OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
   auto distiller = MakeRdd("min_kept = 0\n", stages);
   // loss.rdd is the re-weighted task loss: the stage trains without its own `loss`, and cannot
   // be told to add it.
@@ -246,7 +235,7 @@ TEST_CASE("rdd::RDD trains with TFE-RDD for the first 10% of the steps, then TSE
 
 TEST_CASE("rdd::RDD's λ decay blends TFE into TSE after the switch") {
   Case c;
-  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
+  kd::test::OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
   auto distiller = MakeRdd("min_kept = 0\nlambda_decay = true\n", stages);
   // Step 55 of 100 with the switch at 10%: λ = 1 − (0.55 − 0.1) / 0.9 = 0.5.
   CHECK(distiller->Forward(c.batch, c.outputs, Step(55)).at("loss.rdd").item<double>() ==
@@ -260,7 +249,7 @@ TEST_CASE("rdd::RDD's λ decay blends TFE into TSE after the switch") {
 
 TEST_CASE("rdd::RDD schedules, selections and KD weight follow their options") {
   Case c;
-  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
+  kd::test::OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
   CHECK(MakeRdd("min_kept = 0\nschedule = \"tfe\"\n", stages)
             ->Forward(c.batch, c.outputs, Step(99))
             .at("loss.rdd")
@@ -286,7 +275,7 @@ TEST_CASE("rdd::RDD schedules, selections and KD weight follow their options") {
 
 TEST_CASE("rdd::RDD names the missing auxiliary head of the teacher and how to add it") {
   Case c;
-  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, torch::Tensor()));
+  kd::test::OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, torch::Tensor()));
   auto distiller = MakeRdd("", stages);
   CHECK_THROWS_WITH(
       distiller->Forward(c.batch, c.outputs, Step(0)),
@@ -305,7 +294,7 @@ TEST_CASE("a stage with RDD alone or as a part of Compose trains without its tas
                                          DistillerTable("type = \"distillers::Compose\"\n" + cwd)));
   // Two parts that each compute the task loss would count it twice.
   Case c;
-  OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
+  kd::test::OneTeacher stages(std::make_shared<FixedTeacher>(c.t_main, c.t_aux));
   const kd::BuildContext ctx = kd::BuildContext(registry, torch::kCPU).WithStageAccess(&stages);
   CHECK_THROWS_WITH(
       ctx.Build<kd::Distiller>(kd::Kind::kDistiller,

@@ -38,6 +38,13 @@ double SummaryValue(const std::string& output, const std::string& stage, int col
   return value;
 }
 
+// The directory `kdhost run --dry-run` names for `stage`.
+std::string DryRunDir(const std::string& output, const std::string& stage) {
+  std::smatch match;
+  REQUIRE(std::regex_search(output, match, std::regex("\\n  " + stage + "  (\\S+)  ")));
+  return match[1].str();
+}
+
 }  // namespace
 
 TEST_CASE("every subcommand answers --help with its usage and exits 0") {
@@ -95,6 +102,74 @@ TEST_CASE("a bad value in a config is reported with file:line:column and the key
   REQUIRE_FALSE(fs::exists(dir / "runs"));
 }
 
+TEST_CASE("a stage that starts from an earlier stage's model depends on it and reuses it") {
+  const fs::path work = kd::test::ScratchDir("cli_init_from_stage") / "runs";
+  const std::string plain = Kdhost() + " run " + Quickstart() + Reduced(work);
+  const std::string command = plain + " --set stages.student_kd.train.init_from_stage=student";
+  auto first = kd::test::RunCommand(command);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const fs::path student = kd::test::StageDir(work, "student");
+  REQUIRE_THAT(first.output,
+               Contains("[student_kd] initialised ") &&
+                   Contains(" tensors from " + (student / "export" / "best.pt").string()));
+  // The reference is a dependency: in the plan, and in the hash.
+  auto plan = kd::test::RunCommand(command + " --dry-run");
+  REQUIRE_THAT(plan.output, Contains("with distillers::KD; needs teacher, student\n"));
+  auto without = kd::test::RunCommand(plain + " --dry-run");
+  CHECK(DryRunDir(plan.output, "student_kd") != DryRunDir(without.output, "student_kd"));
+  CHECK(DryRunDir(plan.output, "student") == DryRunDir(without.output, "student"));
+  auto other_student = kd::test::RunCommand(command + " --set stages.student.run.seed=5 --dry-run");
+  CHECK(DryRunDir(other_student.output, "student_kd") != DryRunDir(plan.output, "student_kd"));
+  // Run again: every stage is reused, the one it starts from included.
+  auto again = kd::test::RunCommand(command);
+  INFO(again.output);
+  REQUIRE(again.exit_code == 0);
+  for (const char* stage : {"teacher", "student", "student_kd"}) {
+    REQUIRE(std::regex_search(again.output, std::regex(std::string("\\n") + stage + " +reused ")));
+  }
+  // A file and a stage at once is refused before anything runs.
+  auto both = kd::test::RunCommand(command + " --set stages.student_kd.train.init_checkpoint=x.pt");
+  CHECK(both.exit_code == 2);
+  CHECK_THAT(both.output, Contains("train.init_from_stage: a model starts from one of "
+                                   "init_checkpoint and init_from_stage"));
+}
+
+TEST_CASE("a bad teacher reference in the last stage fails before the first stage trains") {
+  const fs::path dir = kd::test::ScratchDir("cli_bad_teacher");
+  const fs::path config = dir / "teacher.toml";
+  auto run = [&](const std::string& teacher) {
+    kd::test::WriteText(config, "base = [\"" + Quickstart() + "\"]\n" + teacher);
+    return kd::test::RunCommand(Kdhost() + " run " + config.string() +
+                                " --set run.work_dir=" + (dir / "runs").string());
+  };
+  // A checkpoint merged into the inherited from_stage: both, located at the user's line, with
+  // the way out.
+  auto both = run("[stages.student_kd.distiller.teacher]\ncheckpoint = \"teacher.pt\"\n");
+  INFO(both.output);
+  CHECK(both.exit_code == 2);
+  CHECK_THAT(both.output,
+             Contains(config.string() + ":3:14: distiller.teacher.checkpoint: a "
+                                        "teacher takes one of from_stage and checkpoint") &&
+                 Contains("from_stage set at " + Quickstart() + ":") &&
+                 Contains("_replace = true"));
+  // Replaced, but the file is not there.
+  auto missing =
+      run("[stages.student_kd.distiller.teacher]\n_replace = true\ncheckpoint = \"teacher.pt\"\n");
+  INFO(missing.output);
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.output, Contains(config.string() + ":4:14: distiller.teacher.checkpoint: no "
+                                                        "file 'teacher.pt'"));
+  // A stage that is not in the pipeline.
+  auto unknown = run("[stages.student_kd.distiller.teacher]\nfrom_stage = \"teachr\"\n");
+  INFO(unknown.output);
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.output,
+             Contains(config.string() + ":3:14: distiller.teacher.from_stage: "
+                                        "'teachr' is not an earlier stage of the pipeline"));
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+}
+
 TEST_CASE("kdhost plugins lists every plugin with its version and components") {
   auto result = kd::test::RunCommand(Kdhost() + " plugins");
   INFO(result.output);
@@ -113,6 +188,14 @@ TEST_CASE("kdhost describe prints a component's options with types, defaults and
   REQUIRE(result.exit_code == 0);
   REQUIRE_THAT(result.output, Contains("resnet::ResNet  (backbone, plugin resnet)"));
   REQUIRE(std::regex_search(result.output, std::regex("\\n  depth +int +18 +")));
+  // ResNet-18's taps: the stem, every block and every stage, with their channels.
+  REQUIRE_THAT(result.output, Contains("feature taps with the default options") &&
+                                  Contains("relu (64 ch), maxpool (64 ch), layer1.0 (64 ch), "
+                                           "layer1.1 (64 ch), layer1 (64 ch), layer2.0 (128 ch)") &&
+                                  Contains("layer4 (512 ch)"));
+  // A component that is not a backbone or a model lists none.
+  REQUIRE_THAT(kd::test::RunCommand(Kdhost() + " describe distillers::FitNets").output,
+               !Contains("feature taps with the default options"));
   auto section = kd::test::RunCommand(Kdhost() + " describe loader");
   REQUIRE(std::regex_search(section.output, std::regex("\\n  batch_size +int, >= 1 +32 +")));
   auto typo = kd::test::RunCommand(Kdhost() + " describe ResNte");
@@ -185,11 +268,20 @@ TEST_CASE("a run stopped with --stop-after resumes where it stopped") {
   auto stopped = kd::test::RunCommand(command + " --stop-after 3");
   INFO(stopped.output);
   REQUIRE(stopped.exit_code == 0);
-  REQUIRE_THAT(stopped.output, Contains("stage 'student' stopped after 3 steps"));
+  // The exact command that resumes it: this one without --stop-after.
+  REQUIRE_THAT(stopped.output, Contains("stage 'student' stopped after 3 steps; to resume, run the "
+                                        "same command again:\n  " +
+                                        command + "\n"));
   auto resumed = kd::test::RunCommand(command);
   INFO(resumed.output);
   REQUIRE(resumed.exit_code == 0);
   REQUIRE_THAT(resumed.output, Contains("[student] resuming at step 3/8"));
+  // The first line comes before any step; the evaluation line keeps the epoch and the best value.
+  REQUIRE_THAT(stopped.output, Contains("[student] training 8 steps (1 epoch(s) of 8), 256 "
+                                        "training samples, batch 32, on cpu\n"));
+  REQUIRE(std::regex_search(
+      resumed.output,
+      std::regex("\\[student\\] epoch 1/1 step 8/8: mAP [0-9.]+; best mAP [0-9.]+ at step 8")));
   REQUIRE(std::regex_search(resumed.output, std::regex("\\nstudent +trained +8 ")));
 }
 
@@ -354,6 +446,122 @@ TEST_CASE("a bad ablation grid is refused before anything runs") {
   check("distiller", "expected key=value1,value2,...");
 }
 
+namespace {
+
+// KD at T = 1 (the baseline), KD at T = 4 and logit MSE as named variants of the quickstart's
+// student_kd, with the student trained alone as a row of its own: each variant sets only what it
+// changes and keeps the inherited teacher.
+const char* kNamedVariants = R"(
+[ablation]
+baseline = "kd_t1"
+
+[ablation.variants.alone]
+_stage = "student"
+
+[ablation.variants.kd_t1]
+"distiller.temperature" = 1.0
+
+[ablation.variants.kd_t4]
+distiller = { temperature = 4.0 }
+
+[ablation.variants.mse]
+distiller = { type = "LogitMSE" }
+)";
+
+}  // namespace
+
+TEST_CASE("named ablation variants merge into the stage, keep the teacher and name the results") {
+  const fs::path dir = kd::test::ScratchDir("cli_ablate_named");
+  const fs::path config = dir / "variants.toml";
+  kd::test::WriteText(config, "base = [\"" + Quickstart() + "\"]\n" + kNamedVariants);
+  const fs::path work = dir / "runs";
+  auto result = kd::test::RunCommand(Kdhost() + " ablate " + config.string() +
+                                     " --seeds 2 --quiet" + Reduced(work));
+  INFO(result.output);
+  REQUIRE(result.exit_code == 0);
+  // 4 variants x 2 seeds; the student alone is its own stage, the teacher is trained once.
+  REQUIRE_THAT(result.output, Contains("4 variant(s) x 2 seed(s) = 8 runs"));
+  REQUIRE(CountDirs(work, "teacher-") == 1);
+  REQUIRE(CountDirs(work, "student-") == 2);
+  REQUIRE(CountDirs(work, "student_kd-") == 6);
+  const fs::path out = work / "ablation";
+  const std::string csv = *kd::host::ReadFile(out / "results.csv");
+  for (const char* row : {"\n1,alone,0,done,", "\n2,alone,1,done,", "\n3,kd_t1,0,done,",
+                          "\n6,kd_t4,1,done,", "\n8,mse,1,done,"}) {
+    REQUIRE_THAT(csv, Contains(row));
+  }
+  // The rows in the order written, the declared baseline marked, every variant's settings listed.
+  const std::string md = *kd::host::ReadFile(out / "results.md");
+  const size_t alone = md.find("| alone | 2/2 |");
+  const size_t t1 = md.find("| kd_t1 (baseline) | 2/2 |");
+  const size_t t4 = md.find("| kd_t4 | 2/2 |");
+  const size_t mse = md.find("| mse | 2/2 |");
+  REQUIRE(alone != std::string::npos);
+  REQUIRE(t1 != std::string::npos);
+  REQUIRE(t4 != std::string::npos);
+  REQUIRE(mse != std::string::npos);
+  REQUIRE((alone < t1 && t1 < t4 && t4 < mse));
+  REQUIRE_THAT(md, Contains("- `alone`: stage `student`\n") &&
+                       Contains("- `kd_t4`: distiller.temperature = 4.0\n") &&
+                       Contains("- `mse`: distiller.type = \"LogitMSE\"\n"));
+  // Each run's record is named after its variant and holds the merged stage config.
+  const std::string t4_config =
+      *kd::host::ReadFile(out / "runs" / "006-kd_t4-seed1" / "config.toml");
+  REQUIRE_THAT(t4_config, Contains("temperature = 4.0") && Contains("from_stage = \"teacher\""));
+  const std::string mse_config =
+      *kd::host::ReadFile(out / "runs" / "007-mse-seed0" / "config.toml");
+  REQUIRE_THAT(mse_config, Contains("type = \"distillers::LogitMSE\"") &&
+                               Contains("from_stage = \"teacher\"") && !Contains("temperature"));
+  // The stage directory says which variant it holds.
+  std::smatch dir_match;
+  REQUIRE(
+      std::regex_search(csv, dir_match, std::regex("\\n6,kd_t4,1,done,[0-9.]+,[0-9.]+,([^,]+),")));
+  REQUIRE(*kd::host::ReadFile(fs::path(dir_match[1].str()) / "variants") == "kd_t4\n");
+}
+
+TEST_CASE("named variants and grid tables are checked before anything runs") {
+  const fs::path dir = kd::test::ScratchDir("cli_ablate_named_bad");
+  const fs::path work = dir / "runs";
+  auto plan = [&](const std::string& ablation, const std::string& extra = "") {
+    const fs::path config = dir / "bad.toml";
+    kd::test::WriteText(config, "base = [\"" + Quickstart() + "\"]\n" + ablation);
+    return kd::test::RunCommand(Kdhost() + " ablate " + config.string() + " --dry-run" + extra +
+                                " --set run.work_dir=" + work.string());
+  };
+  // A grid value written as a table merges into the inherited distiller: the teacher stays.
+  auto table = plan("", " --grid 'distiller={type=\"distillers::KD\",temperature=4.0}'");
+  INFO(table.output);
+  REQUIRE(table.exit_code == 0);
+  REQUIRE_THAT(table.output, Contains("1 variant(s) x 1 seed(s) = 1 runs"));
+  // `_replace = true` replaces it, and the missing teacher is reported before anything runs.
+  auto replaced = plan(
+      "[ablation.variants.bare]\ndistiller = { _replace = true, type = \"distillers::KD\" }\n");
+  INFO(replaced.output);
+  REQUIRE(replaced.exit_code == 2);
+  REQUIRE_THAT(replaced.output,
+               Contains("ablation variant 'bare' (seed 0)") &&
+                   Contains("distiller.teacher: a teacher needs one of from_stage") &&
+                   Contains("this one has neither"));
+  auto typo = plan("[ablation.variants.t4]\n\"distiller.temperatur\" = 4.0\n");
+  INFO(typo.output);
+  REQUIRE(typo.exit_code == 2);
+  REQUIRE_THAT(typo.output, Contains((dir / "bad.toml").string() + ":3:") &&
+                                Contains("did you mean temperature?"));
+  auto stage = plan("[ablation.variants.alone]\n_stage = \"studnet\"\n");
+  INFO(stage.output);
+  REQUIRE(stage.exit_code == 2);
+  REQUIRE_THAT(stage.output,
+               Contains("ablation.variants.alone._stage") && Contains("no stage 'studnet'"));
+  auto reserved = plan("[ablation.variants.x]\n_stag = \"student\"\n");
+  REQUIRE(reserved.exit_code == 2);
+  REQUIRE_THAT(reserved.output,
+               Contains("bad.toml:3:9: ablation.variants.x._stag: unknown variant key"));
+  auto baseline = plan("[ablation]\nbaseline = \"kd\"\n[ablation.variants.kd_t1]\n");
+  REQUIRE(baseline.exit_code == 2);
+  REQUIRE_THAT(baseline.output, Contains("baseline 'kd' is not a variant of this ablation"));
+  REQUIRE_FALSE(fs::exists(work));
+}
+
 TEST_CASE(
     "LS-KD trains scene-graph models with both self-KD modes and the LSD head is not exported") {
   const fs::path dir = kd::test::ScratchDir("cli_lskd");
@@ -498,6 +706,40 @@ parts = [
           Contains("\"mR@100\""));
 }
 
+TEST_CASE("kdhost run --dry-run lists the stages, and 2 processes do not train the stage of 1") {
+  const fs::path work = kd::test::ScratchDir("cli_dry_run") / "runs";
+  const std::string command = Kdhost() + " run " + Quickstart() + " --dry-run" + Reduced(work);
+  auto one = kd::test::RunCommand(command);
+  INFO(one.output);
+  REQUIRE(one.exit_code == 0);
+  REQUIRE_THAT(one.output, Contains(": 3 stage(s) in " + work.string() + "\n"));
+  REQUIRE(std::regex_search(
+      one.output, std::regex("\\n  teacher  \\S+/teacher-[0-9a-f]{12}  to run; trains "
+                             "core::BackboneHead \\(resnet::ResNet\\) for 1 epoch\\(s\\)\\n")));
+  REQUIRE_THAT(one.output, Contains("to run; trains core::BackboneHead (resnet::SmallCNN) for 1 "
+                                    "epoch(s) with distillers::KD; needs teacher\n"));
+  REQUIRE_FALSE(fs::exists(work));
+  // Only what a stage needs.
+  auto kd_only = kd::test::RunCommand(command + " --stage student_kd");
+  REQUIRE_THAT(kd_only.output, Contains(": 2 stage(s) in "));
+  REQUIRE_THAT(kd_only.output, !Contains("\n  student  "));
+  // The same config launched as 2 processes (global batch 2 x 32): other stages, other
+  // directories; with run.elastic they are the one-process stages.
+  auto two = kd::test::RunCommand("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 " + command);
+  INFO(two.output);
+  REQUIRE(two.exit_code == 0);
+  for (const char* stage : {"teacher", "student", "student_kd"}) {
+    CHECK(DryRunDir(two.output, stage) != DryRunDir(one.output, stage));
+  }
+  auto elastic = kd::test::RunCommand("RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 " + command +
+                                      " --set run.elastic=true");
+  INFO(elastic.output);
+  REQUIRE(elastic.exit_code == 0);
+  for (const char* stage : {"teacher", "student", "student_kd"}) {
+    CHECK(DryRunDir(elastic.output, stage) == DryRunDir(one.output, stage));
+  }
+}
+
 TEST_CASE(
     "a --set that a stage's own table shadows is reported with the stages and the --set "
     "that reaches them") {
@@ -509,8 +751,23 @@ TEST_CASE(
   CHECK_THAT(shadowed.output,
              Contains("kdhost: warning: --set train.max_epochs=2 does not reach stage teacher, "
                       "which sets its own train.max_epochs; to change it there too: --set "
-                      "stages.teacher.train.max_epochs=2\n"));
+                      "stages.teacher.train.max_epochs=2, or --set '*.train.max_epochs=2' for "
+                      "every stage\n"));
   CHECK_THAT(shadowed.output, !Contains("--set loader.batch_size=8 does not reach"));
+  // A --set that reaches the stage's own value as well leaves nothing to warn about.
+  auto both =
+      kd::test::RunCommand(Kdhost() + " config " + Quickstart() +
+                           " --set train.max_epochs=2 --set stages.teacher.train.max_epochs=3");
+  INFO(both.output);
+  REQUIRE(both.exit_code == 0);
+  CHECK_THAT(both.output, !Contains("warning"));
+  // "*." reaches the top level and every stage that sets its own value.
+  auto every = kd::test::RunCommand(Kdhost() + " config " + Quickstart() +
+                                    " --set '*.train.max_epochs=2' --stage teacher");
+  INFO(every.output);
+  REQUIRE(every.exit_code == 0);
+  CHECK_THAT(every.output,
+             Contains("max_epochs = 2") && !Contains("max_epochs = 8") && !Contains("warning"));
   auto top_level =
       kd::test::RunCommand(Kdhost() + " config " + Quickstart() + " --set distiller.temperature=4");
   INFO(top_level.output);

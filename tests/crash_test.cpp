@@ -267,7 +267,9 @@ TEST_CASE(
     REQUIRE(stopped.code == 143);
     std::smatch at;
     REQUIRE(std::regex_search(log, at, std::regex("stopped by SIGTERM at step ([0-9]+)/24")));
-    REQUIRE_THAT(log, Catch::Contains("stopped by SIGTERM; exit status 143"));
+    REQUIRE_THAT(log, Catch::Contains("stopped by SIGTERM; exit status 143; to resume, run the "
+                                      "same command again:\n  " +
+                                      command + "\n"));
     if (step > 0) REQUIRE_THAT(log, Catch::Contains("resuming at step " + std::to_string(step)));
     step = std::stoll(at[1].str());
     CHECK(step >= point);

@@ -89,7 +89,7 @@ std::pair<pid_t, pid_t> StartLongRun(const fs::path& dir, int port) {
                   "--set data.train.num_samples=256 --set data.val.num_samples=64 "
                   "--set train.max_epochs=0 --set train.max_iters=3000 --set train.val_interval=0 "
                   "--set train.checkpoint_interval=2 --set loader.batch_size=8 "
-                  "--set run.dist_timeout_s=3");
+                  "--set run.dist_timeout_s=3 --set run.elastic=true");
   const std::string kdhost = kd::test::KdhostPath().string();
   const pid_t rank0 = Spawn(Env(0, port) + kdhost + args, dir / "rank0.log");
   const pid_t rank1 = Spawn(Env(1, port) + kdhost + args, dir / "rank1.log");
@@ -238,7 +238,7 @@ TEST_CASE("a killed rank stops the job with a clear error and one process resume
       dir / "run",
       "--set data.train.num_samples=256 --set data.val.num_samples=64 --set train.max_epochs=0 "
       "--set train.max_iters=3000 --set train.val_interval=0 --set train.checkpoint_interval=2 "
-      "--set loader.batch_size=8 --set run.dist_timeout_s=3 --stop-after " +
+      "--set loader.batch_size=8 --set run.dist_timeout_s=3 --set run.elastic=true --stop-after " +
           std::to_string(state->step + 4));
   auto resumed = kd::test::RunCommand(kd::test::KdhostPath().string() + args + " 2>&1");
   INFO(resumed.output);
@@ -408,7 +408,7 @@ TEST_CASE("every process keeps rank 0's batch-norm statistics: evaluation equals
       " --stage student --set model.backbone.norm=batch --set data.val.num_samples=100 "
       "--set loader.eval_batch_size=16 --set run.threads=1 --set loader.workers=1 "
       "--set data.train.num_samples=241 --set train.max_epochs=1 --set loader.batch_size=16 "
-      "--set run.work_dir=" +
+      "--world-size 2 --set run.work_dir=" +
       (dir / "two").string() + " 2>&1");
   INFO(eval.output);
   REQUIRE(eval.exit_code == 0);

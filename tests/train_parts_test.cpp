@@ -276,7 +276,7 @@ TEST_CASE("the training log records the window's mean terms, their sum as loss, 
     CHECK(means[2] == std::pair<std::string, double>("loss.b", 2.0));
     CHECK(means[0].second == Approx(8.0));
     log.StepDone(2, 0, 1, 4, 2, 0.1);
-    log.Evaluation(2, 0, {{"mAP", 0.25}, {"F1", 0.5}}, {{"mAP", 0.25}});
+    log.Evaluation(2, 0, 1, 1, {{"mAP", 0.25}, {"F1", 0.5}}, {{"mAP", 0.25}}, "");
     log.Finish();
   }
   std::ifstream in(dir / "metrics.jsonl");
@@ -291,6 +291,12 @@ TEST_CASE("the training log records the window's mean terms, their sum as loss, 
   CHECK_THAT(val, Catch::Contains("\"kind\": \"val\"") && Catch::Contains("\"mAP\": 0.25") &&
                       Catch::Contains("\"F1\": 0.5"));
   CHECK(kd::host::FormatMetrics({{"mAP", 0.25}, {"F1", 0.5}}) == "mAP 0.2500, F1 0.5000");
+  // The console line keeps the epoch, the step and the best value so far.
+  CHECK(kd::host::EvaluationLine("student", 16, 48, 2, 6, {{"mAP", 31.98}},
+                                 "best mAP 33.1000 at step 8") ==
+        "[student] epoch 2/6 step 16/48: mAP 31.9800; best mAP 33.1000 at step 8");
+  CHECK(kd::host::EvaluationLine("s", 48, 48, 6, 6, {{"mAP", 40.0}}, "") ==
+        "[s] epoch 6/6 step 48/48: mAP 40.0000");
 }
 
 TEST_CASE("channels_last re-lays 4-D weights and image batches without changing a value") {

@@ -18,6 +18,9 @@ std::vector<Command> Commands() {
   run_flags.push_back({"--fresh", "", "ignore resumable states; start unfinished stages over"});
   run_flags.push_back({"--stop-after", "N", "stop each stage after N optimizer steps, resumable"});
   run_flags.push_back({"--quiet", "", "no progress output"});
+  run_flags.push_back({"--dry-run", "",
+                       "check every stage's config, print the stages, which are reused and what "
+                       "each would train; train nothing"});
   const Flag no_wait = {"--no-wait", "",
                         "refuse (exit 75) instead of waiting when another process is training a "
                         "stage this run needs"};
@@ -45,6 +48,9 @@ std::vector<Command> Commands() {
   eval_flags.push_back(
       {"--checkpoint", "FILE", "evaluate this model export instead of the stage's"});
   eval_flags.push_back({"--artifact", "best|last", "which export of the stage (default: best)"});
+  eval_flags.push_back({"--world-size", "N",
+                        "the stage as N data-parallel processes trained it (its own directory; "
+                        "see docs/distributed.md)"});
   eval_flags.push_back({"--json", "FILE",
                         "also write the export's identity and every metric at full precision as "
                         "JSON"});
@@ -151,6 +157,31 @@ int Usage(const Command& c, const std::string& message) {
 }
 
 std::string g_rank_prefix;
+std::vector<std::string> g_argv;
+
+std::string ResumeCommand() {
+  std::string out;
+  for (size_t i = 0; i < g_argv.size(); ++i) {
+    const std::string& arg = g_argv[i];
+    if (arg == "--fresh" || arg.rfind("--stop-after=", 0) == 0) continue;
+    if (arg == "--stop-after") {
+      ++i;  // and its value
+      continue;
+    }
+    if (!out.empty()) out += ' ';
+    const bool plain = !arg.empty() && arg.find_first_not_of(
+                                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789_./=:,@%+-") == std::string::npos;
+    if (plain) {
+      out += arg;
+      continue;
+    }
+    out += '\'';
+    for (char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += '\'';
+  }
+  return out;
+}
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "kdhost: %serror: %s\n", g_rank_prefix.c_str(),

@@ -69,6 +69,11 @@ int Usage(const Command& c, const std::string& message);
 int Fail(const absl::Status& status);
 // "rank N: " in the messages of a data-parallel process.
 extern std::string g_rank_prefix;
+// The command line kdhost was started with.
+extern std::vector<std::string> g_argv;
+// The command that resumes this one, quoted for a POSIX shell: the command line without
+// --stop-after N and --fresh.
+std::string ResumeCommand();
 
 // Parses argv for command `c`; returns nullopt after printing help or an error (code in *exit).
 std::optional<Args> Parse(const Command& c, int argc, char** argv, int* exit);

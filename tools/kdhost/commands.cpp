@@ -71,6 +71,11 @@ int RunOrTrain(const Command& c, const Args& args) {
   Host host;
   auto config = Resolve(host, args);
   if (!config.ok()) return Fail(config.status());
+  kd::host::HashWorldSize(*config, launch->world_size);
+  if (args.Has("--dry-run")) {
+    std::printf("%s", kd::host::DescribePipeline(*config, args.All("--stage")).c_str());
+    return kOk;
+  }
   std::unique_ptr<kd::host::Distributed> dist;
   if (launch->distributed()) {
     double timeout_s = 600;
@@ -132,14 +137,17 @@ int RunOrTrain(const Command& c, const Args& args) {
   std::printf("run directory: %s\n", config->work_dir.string().c_str());
   for (const auto& r : *results) {
     if (r.status == "interrupted") {
-      std::printf("stage '%s' stopped after %lld steps; run the same command again to resume\n",
-                  r.name.c_str(), static_cast<long long>(r.steps));
+      std::printf(
+          "stage '%s' stopped after %lld steps; to resume, run the same command again:\n"
+          "  %s\n",
+          r.name.c_str(), static_cast<long long>(r.steps), ResumeCommand().c_str());
     }
   }
   if (const int busy = ReportBusy(*results); busy != kOk) return busy;
   if (signal != 0) {
-    std::printf("stopped by %s; exit status %d\n", kd::host::StopSignalName(signal),
-                kd::host::StopExitCode(signal));
+    std::printf("stopped by %s; exit status %d; to resume, run the same command again:\n  %s\n",
+                kd::host::StopSignalName(signal), kd::host::StopExitCode(signal),
+                ResumeCommand().c_str());
     return kd::host::StopExitCode(signal);
   }
   return kOk;
@@ -169,6 +177,11 @@ absl::StatusOr<EvalTarget> FindEvalTarget(Host& host, const Args& args) {
     }
     KD_ASSIGN_OR_RETURN(target.config, kd::host::ResolveConfig(host, file, args.All("--set"),
                                                                args.All("--plugin-path")));
+    int64_t world_size = 1;
+    if (!IntFlag(args, "--world-size", &world_size)) {
+      return absl::InvalidArgumentError("--world-size needs a positive integer");
+    }
+    kd::host::HashWorldSize(*target.config, static_cast<int>(world_size));
     KD_ASSIGN_OR_RETURN(target.stage, SelectStage(*target.config, args));
     target.config_source = file.string();
   }
@@ -183,11 +196,12 @@ absl::StatusOr<EvalTarget> FindEvalTarget(Host& host, const Args& args) {
   }
   std::error_code ec;
   if (!fs::is_regular_file(target.export_path, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat("no model export at ", target.export_path.string(),
-                     config_first ? absl::StrCat("; train the stage first (kdhost run ",
-                                                 first.string(), ") or pass --checkpoint FILE")
-                                  : std::string()));
+    return absl::NotFoundError(absl::StrCat(
+        "no model export at ", target.export_path.string(),
+        config_first ? absl::StrCat("; train the stage first (kdhost run ", first.string(),
+                                    ") or pass --checkpoint FILE; a stage trained by N "
+                                    "data-parallel processes is found with --world-size N")
+                     : std::string()));
   }
   return target;
 }
@@ -409,8 +423,8 @@ int Ablate(const Command& c, const Args& args) {
   if (const int signal = kd::host::StopSignal(); signal != 0) {
     std::printf(
         "stopped by %s; exit status %d; run the same command again to continue (finished "
-        "runs and stages are reused, the interrupted one resumes)\n",
-        kd::host::StopSignalName(signal), kd::host::StopExitCode(signal));
+        "runs and stages are reused, the interrupted one resumes):\n  %s\n",
+        kd::host::StopSignalName(signal), kd::host::StopExitCode(signal), ResumeCommand().c_str());
     return kd::host::StopExitCode(signal);
   }
   if (outcome->held > 0) {

@@ -16,6 +16,7 @@ int Main(int argc, char** argv) {
     PrintUsage(stderr);
     return kUsage;
   }
+  g_argv.assign(argv, argv + argc);
   const std::string name = argv[1];
   if (name == "-h" || name == "--help" || name == "help") {
     PrintUsage(stdout);

@@ -33,7 +33,10 @@ Schema AblationSchema() {
       .String("baseline", "", "the variant the others are compared with; empty: the first")
       .String("metric", "", "the main metric; empty: the ablated stage's first metric")
       .String("out", "", "results directory; empty: <work_dir>/ablation")
-      .AnyTable("grid", "key = [values]: the settings to vary (keys relative to the stage)");
+      .AnyTable("grid", "key = [values]: the settings to vary (keys relative to the stage)")
+      .AnyTable("variants",
+                "name = { key = value, ... }: named variants, each merged into the stage's config; "
+                "`_stage` names another stage of the pipeline (e.g. the student alone)");
 }
 
 namespace {
@@ -88,6 +91,40 @@ absl::StatusOr<GridAxis> ParseGridArgument(const std::string& argument) {
   return axis;
 }
 
+// `[ablation.variants.<name>]`.
+absl::StatusOr<NamedVariant> ReadVariant(const std::string& name, const CNode& table) {
+  const std::string key_path = JoinKey("ablation.variants", name);
+  if (!table.is_table()) {
+    return At(table.loc(), key_path,
+              absl::StrCat("a variant is a table of settings, e.g. [", key_path,
+                           "] with \"distiller.temperature\" = 4.0"));
+  }
+  if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                             "0123456789_-") != std::string::npos) {
+    return At(table.loc(), key_path,
+              "a variant's name may hold letters, digits, '_' and '-' only (it names directories)");
+  }
+  NamedVariant variant;
+  variant.name = name;
+  variant.settings = CNode(CTable{}, table.loc());
+  for (const auto& [key, value] : table.table()) {
+    if (key == "_stage") {
+      if (!value.is_string() || value.as_string().empty()) {
+        return At(value.loc(), JoinKey(key_path, key), "expected the name of a pipeline stage");
+      }
+      variant.stage = value.as_string();
+      continue;
+    }
+    if (!key.empty() && key[0] == '_') {
+      return At(value.loc(), JoinKey(key_path, key),
+                "unknown variant key; the one a variant takes is _stage (`_replace = true` goes "
+                "in a table inside it)");
+    }
+    variant.settings.table().emplace(key, value);
+  }
+  return variant;
+}
+
 // The [ablation] table merged with the command line.
 absl::StatusOr<AblationSpec> ReadSpec(CNode ablation, const Registry& registry,
                                       const AblationCli& cli) {
@@ -114,6 +151,21 @@ absl::StatusOr<AblationSpec> ReadSpec(CNode ablation, const Registry& registry,
       }
       spec.axes.push_back(std::move(axis));
     }
+  }
+  if (const CNode* variants = ablation.Get("variants")) {
+    for (const auto& [name, table] : variants->table()) {
+      KD_ASSIGN_OR_RETURN(NamedVariant variant, ReadVariant(name, table));
+      spec.variants.push_back(std::move(variant));
+    }
+    // In the order they are written (the table's keys are sorted).
+    std::stable_sort(spec.variants.begin(), spec.variants.end(),
+                     [](const NamedVariant& a, const NamedVariant& b) {
+                       const SourceLoc& x = a.settings.loc();
+                       const SourceLoc& y = b.settings.loc();
+                       const std::string fx = x.file ? *x.file : "";
+                       const std::string fy = y.file ? *y.file : "";
+                       return std::tie(fx, x.line, x.column) < std::tie(fy, y.line, y.column);
+                     });
   }
   for (const std::string& argument : cli.grid) {
     KD_ASSIGN_OR_RETURN(GridAxis axis, ParseGridArgument(argument));
@@ -167,39 +219,109 @@ void SetAtPath(CNode& root, const std::string& dotted, CNode value) {
   node->table().insert_or_assign(keys.back(), std::move(value));
 }
 
-// Applies one grid value to the config of the ablated stage.
-absl::Status ApplyGridValue(CNode& root, bool single_stage, const std::string& stage,
-                            const std::string& key, const CNode& value, const Registry& registry) {
+// `current`, a component table, as the component `name` of the same kind, with the options the
+// new component also takes (a grid's or a variant's bare name, or a table with another `type`).
+absl::StatusOr<CNode> SwapComponent(const CNode& current, const std::string& name,
+                                    const SourceLoc& loc, const std::string& key_path,
+                                    const Registry& registry) {
+  const std::vector<const ComponentInfo*> old =
+      registry.FindAnyKind(current.Get("type")->as_string());
+  if (old.empty()) {
+    // An unknown current type: nothing to keep; validation names the new type's problems.
+    CNode swapped(CTable{}, loc);
+    swapped.table().emplace("type", CNode(name, loc));
+    return swapped;
+  }
+  auto found = registry.Find(old.front()->kind, name);
+  if (!found.ok()) return At(loc, key_path, found.status().message());
+  CNode swapped(CTable{}, loc);
+  swapped.table().emplace("type", CNode((*found)->QualifiedName(), loc));
+  for (const auto& [option, setting] : current.table()) {
+    if (option != "type" && (*found)->schema.Find(option) != nullptr) {
+      swapped.table().emplace(option, setting);
+    }
+  }
+  return swapped;
+}
+
+bool IsComponent(const CNode& node) {
+  const CNode* type = node.is_table() ? node.Get("type") : nullptr;
+  return type != nullptr && type->is_string();
+}
+
+// Merges a variant's or a grid's `value` into `base`: tables merge key by key unless the value
+// says `_replace = true`; a bare name for a component, or a table with another `type`, swaps the
+// component and keeps the options the new one also takes; anything else replaces.
+absl::Status MergeVariant(CNode& base, const CNode& value, const std::string& key_path,
+                          const Registry& registry) {
+  if (value.is_string() && IsComponent(base)) {
+    KD_ASSIGN_OR_RETURN(base,
+                        SwapComponent(base, value.as_string(), value.loc(), key_path, registry));
+    return absl::OkStatus();
+  }
+  const CNode* replace = value.is_table() ? value.Get("_replace") : nullptr;
+  if (!base.is_table() || !value.is_table() ||
+      (replace != nullptr && replace->type() == CNode::Type::kBool && replace->as_bool())) {
+    base = value;
+    return absl::OkStatus();
+  }
+  const CNode* type = value.Get("type");
+  bool swapped = false;
+  if (type != nullptr && type->is_string() && IsComponent(base) &&
+      base.Get("type")->as_string() != type->as_string()) {
+    KD_ASSIGN_OR_RETURN(base, SwapComponent(base, type->as_string(), type->loc(),
+                                            JoinKey(key_path, "type"), registry));
+    swapped = true;
+  }
+  for (const auto& [key, setting] : value.table()) {
+    if (key == "_replace" || (key == "type" && swapped)) continue;
+    CNode* existing = base.Get(key);
+    if (existing == nullptr) {
+      base.table().emplace(key, setting);
+    } else {
+      KD_RETURN_IF_ERROR(MergeVariant(*existing, setting, JoinKey(key_path, key), registry));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Applies one setting (a grid value, or a key of a named variant) to the config of `stage`: keys
+// are relative to the stage unless they start with "stages.".
+absl::Status ApplySetting(CNode& root, bool single_stage, const std::string& stage,
+                          const std::string& key, const CNode& value, const Registry& registry) {
   const bool absolute = key.rfind("stages.", 0) == 0;
   const std::string path =
       absolute || single_stage ? key : absl::StrCat("stages.", stage, ".", key);
-  if (value.is_string() && !absolute) {
+  const CNode* current = nullptr;
+  CNode view;
+  if (absolute || single_stage) {
+    current = FindPath(root, key);
+  } else {
     // The stage's current value of `key`: the common config with the stage's table on top.
-    CNode view = root;
+    view = root;
     for (const char* k : kPipelineKeys) view.table().erase(k);
-    if (!single_stage) MergeInto(view, *FindPath(root, absl::StrCat("stages.", stage)));
-    const CNode* current = FindPath(view, key);
-    const CNode* type = current ? current->Get("type") : nullptr;
-    if (type != nullptr && type->is_string()) {
-      // A bare name for a component: swap the type, keep the options the new component takes.
-      const std::vector<const ComponentInfo*> old = registry.FindAnyKind(type->as_string());
-      if (!old.empty()) {
-        auto found = registry.Find(old.front()->kind, value.as_string());
-        if (!found.ok()) return At(value.loc(), key, found.status().message());
-        CNode swapped(CTable{}, value.loc());
-        swapped.table().emplace("type", CNode((*found)->QualifiedName(), value.loc()));
-        for (const auto& [option, setting] : current->table()) {
-          if (option != "type" && (*found)->schema.Find(option) != nullptr) {
-            swapped.table().emplace(option, setting);
-          }
-        }
-        SetAtPath(root, path, std::move(swapped));
-        return absl::OkStatus();
-      }
-    }
+    if (const CNode* own = FindPath(root, absl::StrCat("stages.", stage))) MergeInto(view, *own);
+    current = FindPath(view, key);
   }
-  SetAtPath(root, path, value);
+  CNode merged = current != nullptr ? *current : CNode();
+  if (current != nullptr) {
+    KD_RETURN_IF_ERROR(MergeVariant(merged, value, key, registry));
+  } else {
+    merged = value;
+  }
+  SetAtPath(root, path, std::move(merged));
   return absl::OkStatus();
+}
+
+// "distiller.temperature = 4.0; distiller.teacher = ..." for results.md.
+void DescribeSettings(const CNode& node, const std::string& prefix, std::vector<std::string>& out) {
+  if (node.is_table() && !node.table().empty()) {
+    for (const auto& [key, child] : node.table()) {
+      DescribeSettings(child, prefix.empty() ? key : absl::StrCat(prefix, ".", key), out);
+    }
+    return;
+  }
+  out.push_back(absl::StrCat(prefix, " = ", ToTomlValue(node)));
 }
 
 // The stage to ablate: `wanted`, or the pipeline's last stage ("main" for a single-stage config).
@@ -283,38 +405,79 @@ absl::StatusOr<AblationPlan> PlanAblation(Host& host, const fs::path& file,
 
   const bool single_stage = root.Get("pipeline") == nullptr;
   KD_ASSIGN_OR_RETURN(const std::string stage, AblatedStage(root, file, plan.spec.stage));
+  plan.spec.stage = stage;
+  // The rows: every named variant (or the config as it stands) crossed with the grid; a variant
+  // of another stage (`_stage`) is one row as it is, in every table.
+  std::vector<const NamedVariant*> named;
+  for (const NamedVariant& v : plan.spec.variants) named.push_back(&v);
+  if (named.empty()) named.push_back(nullptr);
   int index = 0;
-  for (const auto& combination : Combinations(plan.spec.axes)) {
-    std::vector<std::string> parts;
-    for (size_t a = 0; a < combination.size(); ++a) {
-      parts.push_back(absl::StrCat(plan.spec.axes[a].key, "=", ValueText(*combination[a])));
+  for (const NamedVariant* v : named) {
+    const std::string target = v != nullptr && !v->stage.empty() ? v->stage : stage;
+    if (target != stage) {
+      auto found = AblatedStage(root, file, target);
+      if (!found.ok()) {
+        return At(v->settings.loc(), JoinKey(JoinKey("ablation.variants", v->name), "_stage"),
+                  found.status().message());
+      }
     }
-    const std::string variant =
-        parts.empty() ? std::string("(config)") : absl::StrJoin(parts, ", ");
-    plan.variants.push_back(variant);
-    for (int64_t seed : plan.spec.seeds) {
-      CNode variant_root = root;
+    std::vector<std::string> settings;
+    if (v != nullptr) {
+      if (target != stage) settings.push_back(absl::StrCat("stage `", target, "`"));
+      if (!v->settings.table().empty()) DescribeSettings(v->settings, "", settings);
+      if (v->settings.table().empty() && target == stage) settings.push_back("the config as is");
+    }
+    const auto combinations =
+        target == stage ? Combinations(plan.spec.axes) : std::vector<std::vector<const CNode*>>{{}};
+    for (const auto& combination : combinations) {
+      std::vector<std::string> parts;
+      if (v != nullptr) parts.push_back(v->name);
       for (size_t a = 0; a < combination.size(); ++a) {
-        KD_RETURN_IF_ERROR(ApplyGridValue(variant_root, single_stage, stage, plan.spec.axes[a].key,
+        parts.push_back(absl::StrCat(plan.spec.axes[a].key, "=", ValueText(*combination[a])));
+      }
+      const std::string variant =
+          parts.empty() ? std::string("(config)") : absl::StrJoin(parts, ", ");
+      if (std::find(plan.variants.begin(), plan.variants.end(), variant) != plan.variants.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ablation: two variants are both '", variant, "'"));
+      }
+      plan.variants.push_back(variant);
+      std::vector<std::string> description = settings;
+      for (size_t a = 0; a < combination.size(); ++a)
+        description.push_back(parts[a + (v != nullptr)]);
+      plan.descriptions.push_back(absl::StrJoin(description, "; "));
+      for (int64_t seed : plan.spec.seeds) {
+        CNode variant_root = root;
+        if (v != nullptr) {
+          for (const auto& [key, value] : v->settings.table()) {
+            KD_RETURN_IF_ERROR(
+                ApplySetting(variant_root, single_stage, target, key, value, host.registry()));
+          }
+        }
+        for (size_t a = 0; a < combination.size(); ++a) {
+          KD_RETURN_IF_ERROR(ApplySetting(variant_root, single_stage, target, plan.spec.axes[a].key,
                                           *combination[a], host.registry()));
+        }
+        const std::string seed_path = plan.spec.seed_pipeline || single_stage
+                                          ? "run.seed"
+                                          : absl::StrCat("stages.", target, ".run.seed");
+        SetAtPath(variant_root, seed_path,
+                  CNode(seed, SourceLoc{std::make_shared<const std::string>("--seeds"), 0, 0}));
+        KD_RETURN_IF_ERROR(StripReplaceMarkers(variant_root));
+        auto config = ResolveLoadedConfig(host, std::move(variant_root), file);
+        if (!config.ok()) {
+          return Annotate(config.status(),
+                          absl::StrCat("ablation variant '", variant, "' (seed ", seed, ")"));
+        }
+        AblationRun run;
+        run.index = ++index;
+        run.variant = variant;
+        run.name = v != nullptr ? v->name : "";
+        run.seed = seed;
+        run.target = target;
+        run.config = *std::move(config);
+        plan.runs.push_back(std::move(run));
       }
-      const std::string seed_path = plan.spec.seed_pipeline || single_stage
-                                        ? "run.seed"
-                                        : absl::StrCat("stages.", stage, ".run.seed");
-      SetAtPath(variant_root, seed_path,
-                CNode(seed, SourceLoc{std::make_shared<const std::string>("--seeds"), 0, 0}));
-      auto config = ResolveLoadedConfig(host, std::move(variant_root), file);
-      if (!config.ok()) {
-        return Annotate(config.status(),
-                        absl::StrCat("ablation variant '", variant, "' (seed ", seed, ")"));
-      }
-      AblationRun run;
-      run.index = ++index;
-      run.variant = variant;
-      run.seed = seed;
-      run.target = stage;
-      run.config = *std::move(config);
-      plan.runs.push_back(std::move(run));
     }
   }
   if (!plan.spec.baseline.empty() && std::find(plan.variants.begin(), plan.variants.end(),
@@ -325,7 +488,10 @@ absl::StatusOr<AblationPlan> PlanAblation(Host& host, const fs::path& file,
   }
   plan.out = plan.spec.out.empty() ? plan.runs.front().config.work_dir / "ablation" : plan.spec.out;
   for (AblationRun& run : plan.runs) {
-    run.record = plan.out / "runs" / absl::StrFormat("%03d-seed%d", run.index, run.seed);
+    run.record =
+        plan.out / "runs" /
+        (run.name.empty() ? absl::StrFormat("%03d-seed%d", run.index, run.seed)
+                          : absl::StrFormat("%03d-%s-seed%d", run.index, run.name, run.seed));
   }
   return plan;
 }
@@ -333,7 +499,7 @@ absl::StatusOr<AblationPlan> PlanAblation(Host& host, const fs::path& file,
 std::string DescribePlan(const AblationPlan& plan) {
   std::string out = absl::StrFormat(
       "ablation of stage '%s': %d variant(s) x %d seed(s) = %d runs; results in %s\n",
-      plan.runs.front().target, plan.variants.size(), plan.spec.seeds.size(), plan.runs.size(),
+      plan.spec.stage, plan.variants.size(), plan.spec.seeds.size(), plan.runs.size(),
       plan.out.string());
   std::map<fs::path, std::vector<int>> users;
   std::map<fs::path, std::string> names;
@@ -361,6 +527,21 @@ std::string DescribePlan(const AblationPlan& plan) {
 }
 
 namespace {
+
+// Adds `variant` to the stage directory's `variants` file (one label per line), so that a stage
+// directory says which ablation variants it holds.
+absl::Status NoteVariant(const fs::path& stage_dir, const std::string& variant) {
+  const fs::path file = stage_dir / "variants";
+  std::string text;
+  std::error_code ec;
+  if (fs::exists(file, ec)) {
+    KD_ASSIGN_OR_RETURN(text, ReadFile(file));
+  }
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (line == variant) return absl::OkStatus();
+  }
+  return WriteFileAtomic(file, absl::StrCat(text, variant, "\n"));
+}
 
 // Runs one run of the ablation; status "busy" when a stage it needs is another process's (the
 // lock named by `busy_lock`), which the caller retries later.
@@ -403,6 +584,7 @@ absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run,
     row.metrics = r.metrics;
     row.headline = r.headline;
   }
+  if (row.status == "done") KD_RETURN_IF_ERROR(NoteVariant(row.stage_dir, run.variant));
   // A run put off is counted when it runs.
   for (const auto& [dir, n] : mine.made) use.made[dir] += n;
   if (row.status != "busy") {

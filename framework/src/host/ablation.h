@@ -26,14 +26,26 @@ struct GridAxis {
   std::vector<CNode> values;
 };
 
+// A named variant: `[ablation.variants.<name>]`, whose keys (relative to the ablated stage,
+// dotted keys allowed) are deep-merged into the stage's config. A table merges into the table it
+// meets unless it says `_replace = true`; a table with another `type` swaps the component and
+// keeps the options the new one also takes. `_stage = "<stage>"` makes the variant another stage
+// of the pipeline (e.g. the student trained alone, as a baseline row).
+struct NamedVariant {
+  std::string name;
+  std::string stage;  // "" = the ablated stage
+  CNode settings;     // the table without its `_` keys
+};
+
 struct AblationSpec {
   std::string stage;           // the ablated stage ("" = the last one)
   std::vector<int64_t> seeds;  // run.seed values
   bool seed_pipeline = false;  // seeds apply to every stage, not only the ablated one
   std::vector<GridAxis> axes;
-  std::string baseline;       // the variant the others are compared with ("" = the first)
-  std::string metric;         // the main metric ("" = the stage's first headline metric)
-  std::filesystem::path out;  // "" = <work_dir>/ablation
+  std::vector<NamedVariant> variants;  // in the order they are written
+  std::string baseline;                // the variant the others are compared with ("" = the first)
+  std::string metric;                  // the main metric ("" = the stage's first headline metric)
+  std::filesystem::path out;           // "" = <work_dir>/ablation
 };
 
 // The [ablation] table of a config, with command-line additions: `grid` entries "key=v1,v2,..."
@@ -45,16 +57,18 @@ struct AblationCli {
 
 struct AblationRun {
   int index = 0;
-  std::string variant;  // "distiller=KD, distiller.weight=0.5"
+  std::string variant;  // "kd_t4", "distiller=KD, distiller.weight=0.5", "kd_t4, seed_scope=..."
+  std::string name;     // the named variant's name ("" when the run comes from the grid only)
   int64_t seed = 0;
   ResolvedConfig config;
   std::string target;            // the ablated stage's name
-  std::filesystem::path record;  // <out>/runs/<index>-seed<seed>
+  std::filesystem::path record;  // <out>/runs/<index>[-<name>]-seed<seed>
 };
 
 struct AblationPlan {
   AblationSpec spec;
-  std::vector<std::string> variants;  // in grid order
+  std::vector<std::string> variants;  // named variants (in written order) x grid (in grid order)
+  std::vector<std::string> descriptions;  // per variant: its settings, as results.md lists them
   std::vector<AblationRun> runs;
   std::filesystem::path out;
 };

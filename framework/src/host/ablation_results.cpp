@@ -113,7 +113,7 @@ std::string ResultsMarkdown(const AblationPlan& plan, const std::vector<Ablation
   std::vector<std::string> seeds;
   for (int64_t s : plan.spec.seeds) seeds.push_back(std::to_string(s));
   std::string md = absl::StrCat(
-      "# Ablation of stage `", plan.runs.front().target, "`\n\nConfig `",
+      "# Ablation of stage `", plan.spec.stage, "`\n\nConfig `",
       plan.runs.front().config.file.string(), "`; seeds ", absl::StrJoin(seeds, ", "),
       "; mean ± sample standard deviation over the finished runs of each variant; **bold**: the "
       "best mean of a column (higher is better); Δ: difference of the main metric (",
@@ -138,6 +138,12 @@ std::string ResultsMarkdown(const AblationPlan& plan, const std::vector<Ablation
                         ? std::string("-")
                         : absl::StrFormat("%+.2f", mean - baseline_mean),
                     " |\n");
+  }
+  if (!plan.spec.variants.empty()) {
+    absl::StrAppend(&md, "\nVariants:\n\n");
+    for (size_t i = 0; i < plan.variants.size(); ++i) {
+      absl::StrAppend(&md, "- `", plan.variants[i], "`: ", plan.descriptions[i], "\n");
+    }
   }
   std::string failures;
   for (const AblationRow& row : rows) {

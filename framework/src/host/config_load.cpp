@@ -74,9 +74,26 @@ absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::st
   std::vector<fs::path> stack;
   KD_ASSIGN_OR_RETURN(CNode root, LoadWithBases(path, stack));
   for (const std::string& assignment : overrides) {
-    KD_RETURN_IF_ERROR(ApplyOverride(root, assignment));
+    if (assignment.rfind("*.", 0) != 0) {
+      KD_RETURN_IF_ERROR(ApplyOverride(root, assignment));
+      continue;
+    }
+    // "*.key=value": the top level and every stage that sets its own `key`.
+    const std::string plain = assignment.substr(2);
+    KD_RETURN_IF_ERROR(ApplyOverride(root, plain));
+    const std::string key = plain.substr(0, plain.find('='));
+    if (CNode* stages = root.Get("stages"); stages != nullptr && stages->is_table()) {
+      for (auto& [name, table] : stages->table()) {
+        if (table.is_table() && FindPath(table, key) != nullptr) {
+          KD_RETURN_IF_ERROR(ApplyOverride(table, plain));
+        }
+      }
+    }
   }
-  KD_RETURN_IF_ERROR(StripReplaceMarkers(root));
+  // The ablation's variants keep theirs until they are merged into a stage (host/ablation.cpp).
+  for (auto& [key, node] : root.table()) {
+    if (key != "ablation") KD_RETURN_IF_ERROR(StripReplaceMarkers(node, key));
+  }
   KD_RETURN_IF_ERROR(Interpolate(root));
   return root;
 }
@@ -91,11 +108,19 @@ std::vector<std::string> OverrideScopeNotes(const CNode& root,
     if (eq == std::string::npos) continue;
     const std::string key = assignment.substr(0, eq);
     const std::string value = assignment.substr(eq + 1);
-    if (key.rfind("stages.", 0) == 0) continue;
+    if (key.rfind("stages.", 0) == 0 || key.rfind("*.", 0) == 0) continue;
     const std::string top = key.substr(0, key.find('.'));
+    // Whether another --set reaches stage `name`'s own `key` (stages.<name>.<key>).
+    const auto set_there = [&](const std::string& name) {
+      const std::string there = absl::StrCat("stages.", name, ".", key);
+      for (const std::string& other : overrides) {
+        if (other.substr(0, other.find('=')) == there) return true;
+      }
+      return false;
+    };
     std::vector<std::string> own, having_top;
     for (const auto& [name, table] : stages->table()) {
-      if (FindPath(table, key) != nullptr) own.push_back(name);
+      if (FindPath(table, key) != nullptr && !set_there(name)) own.push_back(name);
       if (table.Get(top) != nullptr) having_top.push_back(name);
     }
     const auto reach = [&](const std::vector<std::string>& names) {
@@ -115,7 +140,8 @@ std::vector<std::string> OverrideScopeNotes(const CNode& root,
           absl::StrCat("--set ", assignment, " does not reach ",
                        own.size() == 1 ? "stage " : "stages ", absl::StrJoin(own, ", "),
                        own.size() == 1 ? ", which sets its own " : ", which set their own ", key,
-                       "; to change it there too: ", reach(own)));
+                       "; to change it there too: ", reach(own), ", or --set '*.", assignment,
+                       "' for every stage"));
     }
   }
   return notes;

@@ -2,6 +2,7 @@
 #include <functional>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "host/config.h"
@@ -68,6 +69,8 @@ absl::Status StripReplaceMarkers(CNode& node, const std::string& key_path) {
 }
 
 absl::Status ApplyOverride(CNode& root, absl::string_view assignment) {
+  // "*.key" reaches every stage as well (LoadConfig); for one table it is the plain key.
+  if (absl::StartsWith(assignment, "*.")) assignment.remove_prefix(2);
   const size_t eq = assignment.find('=');
   const std::string source = absl::StrCat("--set ", assignment);
   if (eq == absl::string_view::npos) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -103,11 +104,75 @@ struct EarlierStages {
 
 // Collects the stages named by `from_stage` keys anywhere in `node`; a template stands for all of
 // its expansions.
+// A teacher table (one with both `from_stage` and `checkpoint`, as validation fills them in)
+// names exactly one, and a checkpoint that exists: checked when the config is resolved, before
+// any stage trains.
+absl::Status CheckTeacherReference(const CNode& node, const std::string& key_path) {
+  const CNode* from = node.Get("from_stage");
+  const CNode* checkpoint = node.Get("checkpoint");
+  if (from == nullptr || checkpoint == nullptr || !from->is_string() || !checkpoint->is_string()) {
+    return absl::OkStatus();
+  }
+  if (!from->as_string().empty() && !checkpoint->as_string().empty()) {
+    // Point at the later of the two: the one the user added on top of the other.
+    const bool checkpoint_later =
+        checkpoint->loc().file && from->loc().file && *checkpoint->loc().file == *from->loc().file
+            ? checkpoint->loc().line >= from->loc().line
+            : checkpoint->loc().file != nullptr;
+    const CNode& later = checkpoint_later ? *checkpoint : *from;
+    const CNode& earlier = checkpoint_later ? *from : *checkpoint;
+    return At(later, JoinKey(key_path, checkpoint_later ? "checkpoint" : "from_stage"),
+              absl::StrCat("a teacher takes one of from_stage and checkpoint, and this one has "
+                           "both: the tables were merged with the ",
+                           checkpoint_later ? "from_stage" : "checkpoint", " set at ",
+                           earlier.loc().ToString(),
+                           ". To replace the inherited teacher, write `_replace = true` in "
+                           "this teacher table (e.g. teacher = { _replace = true, checkpoint = "
+                           "\"...\" })"));
+  }
+  if (from->as_string().empty() && checkpoint->as_string().empty() &&
+      node.Get("artifact") != nullptr && node.Get("train_mode") != nullptr) {
+    return At(node, key_path,
+              "a teacher needs one of from_stage = \"<stage>\" (an earlier stage's export) or "
+              "checkpoint = \"<file>\"; this one has neither");
+  }
+  if (!checkpoint->as_string().empty()) {
+    std::error_code ec;
+    if (!fs::exists(checkpoint->as_string(), ec)) {
+      return At(*checkpoint, JoinKey(key_path, "checkpoint"),
+                absl::StrCat("no file '", checkpoint->as_string(),
+                             "' (relative paths are "
+                             "relative to the directory kdhost runs in, ",
+                             fs::current_path(ec).string(),
+                             "); give an export of kdhost "
+                             "(<stage dir>/export/best.pt) or a from_stage"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A `train` table starts from a file or from a stage, not both.
+absl::Status CheckInitReference(const CNode& node, const std::string& key_path) {
+  const CNode* from = node.Get("init_from_stage");
+  const CNode* file = node.Get("init_checkpoint");
+  if (from != nullptr && file != nullptr && from->is_string() && file->is_string() &&
+      !from->as_string().empty() && !file->as_string().empty()) {
+    return At(*from, JoinKey(key_path, "init_from_stage"),
+              absl::StrCat("a model starts from one of init_checkpoint and init_from_stage, and "
+                           "this one has both (init_checkpoint at ",
+                           file->loc().ToString(), "); set the other to \"\""));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CollectDeps(const CNode& node, const std::string& key_path,
                          const EarlierStages& earlier, std::vector<std::string>& deps) {
   if (node.is_table()) {
-    if (const CNode* from = node.Get("from_stage");
-        from != nullptr && from->is_string() && !from->as_string().empty()) {
+    KD_RETURN_IF_ERROR(CheckTeacherReference(node, key_path));
+    KD_RETURN_IF_ERROR(CheckInitReference(node, key_path));
+    for (const char* key : {"from_stage", "init_from_stage"}) {
+      const CNode* from = node.Get(key);
+      if (from == nullptr || !from->is_string() || from->as_string().empty()) continue;
       const std::string& name = from->as_string();
       std::vector<std::string> named;
       if (auto it = earlier.templates.find(name); it != earlier.templates.end()) {
@@ -117,9 +182,15 @@ absl::Status CollectDeps(const CNode& node, const std::string& key_path,
                  earlier.IsExpansion(name)) {
         named = {name};
       } else {
-        return At(*from, JoinKey(key_path, "from_stage"),
+        return At(*from, JoinKey(key_path, key),
                   absl::StrCat("'", name, "' is not an earlier stage of the pipeline (earlier: ",
                                earlier.Describe(), ")"));
+      }
+      if (std::string(key) == "init_from_stage" && named.size() != 1) {
+        return At(*from, JoinKey(key_path, key),
+                  absl::StrCat("'", name, "' is a template of ", named.size(),
+                               " stages; a model starts from one of them: name it (",
+                               absl::StrJoin(named, ", "), ")"));
       }
       for (const std::string& dep : named) {
         if (std::find(deps.begin(), deps.end(), dep) == deps.end()) deps.push_back(dep);
@@ -189,6 +260,14 @@ std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
     CNode* parent = dot == std::string::npos ? &copy : FindPath(copy, key.substr(0, dot));
     if (parent != nullptr && parent->is_table()) {
       parent->table().erase(dot == std::string::npos ? key : key.substr(dot + 1));
+    }
+  }
+  for (const auto& [key, default_text] : HashNeutralDefaults()) {
+    const size_t dot = key.rfind('.');
+    CNode* parent = FindPath(copy, key.substr(0, dot));
+    const CNode* value = FindPath(copy, key);
+    if (parent != nullptr && value != nullptr && ToTomlValue(*value) == default_text) {
+      parent->table().erase(key.substr(dot + 1));
     }
   }
   std::string text = ToToml(copy);
@@ -280,6 +359,91 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
   out.work_dir = work_dir.empty() ? fs::path("runs") / file.stem() : fs::path(work_dir);
   for (StageConfig& stage : out.stages) {
     stage.dir = out.work_dir / absl::StrCat(stage.name, "-", stage.hash.substr(0, 12));
+  }
+  return out;
+}
+
+}  // namespace kd::host
+
+namespace kd::host {
+
+void HashWorldSize(ResolvedConfig& config, int world_size) {
+  if (world_size <= 1) return;
+  for (StageConfig& stage : config.stages) {
+    if (stage.IsArtifactStage()) continue;
+    const CNode* elastic = FindPath(*stage.config, "run.elastic");
+    if (elastic != nullptr && elastic->type() == CNode::Type::kBool && elastic->as_bool()) continue;
+    stage.hash = StableHash(absl::StrCat(stage.hash, "\n#world_size=", world_size));
+    stage.dir = config.work_dir / absl::StrCat(stage.name, "-", stage.hash.substr(0, 12));
+  }
+}
+
+namespace {
+
+std::string TypeAt(const CNode& config, absl::string_view path) {
+  const CNode* node = FindPath(config, path);
+  const CNode* type = node != nullptr && node->is_table() ? node->Get("type") : nullptr;
+  return type != nullptr && type->is_string() ? type->as_string() : "";
+}
+
+// What a stage does, in a line: what it trains and for how long, or the artefacts it makes.
+std::string StageWork(const StageConfig& stage) {
+  const CNode& c = *stage.config;
+  if (stage.IsArtifactStage()) {
+    std::vector<std::string> types;
+    for (const CNode& artifact : c.Get("artifacts")->array()) {
+      const CNode* type = artifact.is_table() ? artifact.Get("type") : nullptr;
+      if (type != nullptr && type->is_string()) types.push_back(type->as_string());
+    }
+    return absl::StrCat("makes ", absl::StrJoin(types, ", "));
+  }
+  std::string out = absl::StrCat("trains ", TypeAt(c, "model"));
+  if (const std::string backbone = TypeAt(c, "model.backbone"); !backbone.empty()) {
+    absl::StrAppend(&out, " (", backbone, ")");
+  }
+  if (const CNode* epochs = FindPath(c, "train.max_epochs");
+      epochs != nullptr && epochs->type() == CNode::Type::kInt) {
+    absl::StrAppend(&out, " for ", epochs->as_int(), " epoch(s)");
+  }
+  if (const std::string distiller = TypeAt(c, "distiller"); !distiller.empty()) {
+    absl::StrAppend(&out, " with ", distiller);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string DescribePipeline(const ResolvedConfig& config, const std::vector<std::string>& only) {
+  std::set<std::string> needed;
+  std::vector<std::string> pending;
+  for (const std::string& name : only) {
+    for (const StageConfig* stage : config.FindStages(name)) pending.push_back(stage->name);
+  }
+  if (only.empty()) {
+    for (const StageConfig& stage : config.stages) pending.push_back(stage.name);
+  }
+  while (!pending.empty()) {
+    const std::string name = pending.back();
+    pending.pop_back();
+    if (!needed.insert(name).second) continue;
+    if (const StageConfig* stage = config.FindStage(name)) {
+      pending.insert(pending.end(), stage->deps.begin(), stage->deps.end());
+    }
+  }
+  std::string out = absl::StrCat("pipeline of ", config.file.string(), ": ", needed.size(),
+                                 " stage(s) in ", config.work_dir.string(), "\n");
+  for (const StageConfig& stage : config.stages) {
+    if (needed.count(stage.name) == 0) continue;
+    std::error_code ec;
+    const bool done = fs::exists(stage.dir / "summary.toml", ec);
+    const bool started = fs::exists(stage.dir / "state" / "train_state.pt", ec);
+    absl::StrAppend(
+        &out, "  ", stage.name, "  ", stage.dir.string(), "  ",
+        done      ? "finished: reused"
+        : started ? "unfinished: resumed"
+                  : "to run",
+        "; ", StageWork(stage),
+        stage.deps.empty() ? "" : absl::StrCat("; needs ", absl::StrJoin(stage.deps, ", ")), "\n");
   }
   return out;
 }

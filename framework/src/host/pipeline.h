@@ -52,6 +52,16 @@ struct ResolvedConfig {
 std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
                       const std::vector<StageConfig>& done);
 
+// Keys the training stages of `config` by the number of processes that train them (the global
+// batch is the per-process batch times the world size): with `world_size` > 1 every training
+// stage gets another hash and directory, unless it sets run.elastic; artefact stages, which do
+// not depend on it, keep theirs.
+void HashWorldSize(ResolvedConfig& config, int world_size);
+
+// "stage  dir  status, what it trains" for every stage `only` needs (all when empty), as
+// `kdhost run --dry-run` prints them.
+std::string DescribePipeline(const ResolvedConfig& config, const std::vector<std::string>& only);
+
 // Top-level keys that describe the pipeline rather than a stage; stages never see them.
 inline constexpr const char* kPipelineKeys[] = {"pipeline", "stages", "ablation"};
 

@@ -27,6 +27,10 @@ Schema RunSchema() {
             "samples, the gradient of a loss averaged over the global batch (torch's "
             "DistributedDataParallel); \"sum\" adds them, the gradient of a loss summed over the "
             "global batch (PSD's ASL and distance)")
+      .Bool("elastic", false,
+            "data-parallel runs: a stage's directory does not depend on the number of processes, "
+            "so a run resumes under another world size (its global batch changes with it); off: "
+            "N processes train a stage of their own, never reused by a run of another size")
       .Bool("dist_check_state", true,
             "data-parallel runs: at the end of every epoch and of training the processes "
             "compare fingerprints of the model's, the distiller's and the EMA's tensors, and "
@@ -79,6 +83,12 @@ Schema TrainSchema() {
               "model export whose weights initialise the model when the stage starts (e.g. "
               "ImageNet weights from tools/export_torchvision.py); tensors whose names or shapes "
               "do not match are skipped and listed")
+      .String("init_from_stage", "",
+              "an earlier stage whose exported model initialises this one, as init_checkpoint "
+              "does (e.g. a pretraining stage); the stage hash covers that stage's, so it runs "
+              "once and every stage that starts from it reuses it")
+      .Enum("init_artifact", {"best", "last"}, "best",
+            "with init_from_stage: which of the stage's exports to start from")
       .Int("accumulate", 1, "micro-batches per optimizer step (gradient accumulation)")
       .Min(1)
       .Float("clip_grad_norm", 0.0, "clip the global gradient norm to this; 0: no clipping")
@@ -158,11 +168,17 @@ std::vector<ConfigSection> ConfigSections() {
   };
 }
 
+const std::vector<std::pair<std::string, std::string>>& HashNeutralDefaults() {
+  static const std::vector<std::pair<std::string, std::string>> keys = {
+      {"train.init_from_stage", "\"\""}, {"train.init_artifact", "\"best\""}};
+  return keys;
+}
+
 const std::vector<std::string>& HashNeutralKeys() {
   static const std::vector<std::string> keys = {
       "run.work_dir",         "loader.workers",       "loader.prefetch",    "train.log_interval",
       "plugin_dirs",          "run.dist_timeout_s",   "run.dist_bucket_mb", "run.dist_overlap",
-      "run.dist_check_state", "run.lock_heartbeat_s", "run.lock_stale_s"};
+      "run.dist_check_state", "run.lock_heartbeat_s", "run.lock_stale_s",   "run.elastic"};
   return keys;
 }
 

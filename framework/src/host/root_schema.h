@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kd/schema.h"
@@ -29,5 +30,8 @@ std::vector<ConfigSection> ConfigSections();
 // Keys that say where or how fast a stage runs, not what it computes: left out of stage hashes so
 // that changing them reuses finished stages.
 const std::vector<std::string>& HashNeutralKeys();
+// Keys left out of stage hashes while they hold their default (as TOML text), so that adding
+// them kept every existing stage's hash: (key path, default).
+const std::vector<std::pair<std::string, std::string>>& HashNeutralDefaults();
 
 }  // namespace kd::host

@@ -32,6 +32,8 @@ TrainSettings TrainSettings::Read(const Options& train) {
   s.keep_best = train.Int("keep_best");
   s.best_metric = train.String("best_metric");
   s.init_checkpoint = train.String("init_checkpoint");
+  s.init_from_stage = train.String("init_from_stage");
+  s.init_artifact = train.String("init_artifact");
   return s;
 }
 

@@ -38,6 +38,8 @@ struct TrainSettings {
   int64_t val_interval = 1, checkpoint_interval = 1, log_interval = 20, keep_best = 1;
   std::string best_metric;  // "" = the first metric value
   std::string init_checkpoint;
+  std::string init_from_stage;  // an earlier stage's export instead of a file
+  std::string init_artifact;    // "best" or "last"
 
   static TrainSettings Read(const Options& train);
   bool by_epoch() const { return max_epochs > 0; }

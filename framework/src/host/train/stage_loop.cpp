@@ -69,6 +69,14 @@ void StageTrainer::BeginRun(bool bench) {
   log_ = std::make_unique<TrainLog>(stage_.name, bench ? options_.bench_steps : total_steps_,
                                     options_.progress && main_, writes, stage_.dir,
                                     dist_ ? dist_->world_size() : 1);
+  if (main_) {
+    // At once, before the first step: what this stage will do, and where.
+    log_->Line(absl::StrFormat(
+        "[%s] %s %d steps (%d epoch(s) of %d), %d training samples, batch %d, on %s", stage_.name,
+        bench ? "timing" : "training", bench ? options_.bench_steps : total_steps_, total_epochs_,
+        steps_per_epoch_, train_set_->Size(),
+        train_loader_->options().batch_size * train_.accumulate, device_.str()));
+  }
   if (dist_) {
     log_->Line(absl::StrFormat(
         "[%s] data parallel over %d processes (%s launch), %d samples per step", stage_.name,
@@ -354,8 +362,9 @@ std::optional<Error> StageTrainer::Explain(const Error& e) const {
         e.status().code(),
         absl::StrFormat("stage '%s', step %d: %s; %s", stage_.name, step_ + 1, e.status().message(),
                         kept ? absl::StrCat("the last resumable state is ", state_path().string(),
-                                            "; run again, with any number of processes, to "
-                                            "resume from it")
+                                            "; run again to resume from it (with the same "
+                                            "number of processes, or any with run.elastic = "
+                                            "true)")
                              : std::string("no resumable state had been written yet"))));
   }
   return std::nullopt;

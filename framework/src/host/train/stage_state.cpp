@@ -12,15 +12,30 @@ namespace kd::host {
 // Loads train.init_checkpoint into the fresh model (names and shapes that match) and restarts the
 // EMA from it. Returns a line saying what was loaded, or "" without an init_checkpoint.
 std::string StageTrainer::Initialise() {
-  const std::string& path = train_.init_checkpoint;
-  if (path.empty()) return "";
   const Options train = root_.Sub("train");
+  std::string path = train_.init_checkpoint;
+  const char* key = "init_checkpoint";
+  if (!train_.init_from_stage.empty()) {
+    key = "init_from_stage";
+    if (stages_ == nullptr) {
+      train.Fail(key, "a model starts from a stage only inside a pipeline (kdhost run)");
+    }
+    try {
+      path = stages_
+                 ->StageFile(train_.init_from_stage,
+                             absl::StrCat("export/", train_.init_artifact, ".pt"))
+                 .string();
+    } catch (const Error& e) {
+      train.Fail(key, std::string(e.status().message()));
+    }
+  }
+  if (path.empty()) return "";
   auto data = LoadModelExport(path);
-  if (!data.ok()) train.Fail("init_checkpoint", std::string(data.status().message()));
+  if (!data.ok()) train.Fail(key, std::string(data.status().message()));
   LoadReport report =
       ValueOrThrow(LoadModuleState(*model_, data->state, LoadMode::kInitialise, path));
   if (report.loaded == 0) {
-    train.Fail("init_checkpoint",
+    train.Fail(key,
                absl::StrCat(path, " matched no tensor of the model (", report.Summary(),
                             "); export it for this architecture (tools/export_torchvision.py)"));
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "host/options_impl.h"
 #include "host/train/guarded.h"
@@ -275,11 +276,19 @@ void StageTrainer::MaybeEvaluateAndExport(bool final_eval) {
   for (const MetricValue& m : last_metrics_) {
     if (std::find(headline.begin(), headline.end(), m.name) != headline.end()) shown.push_back(m);
   }
-  log_->Evaluation(step_, epoch_, last_metrics_, shown);
   if (main_) {
     best_->Update(last_metrics_, step_, stage_.dir, root_.Sub("train"),
                   [&](const fs::path& path, bool ema) { ExportModel(path, last_metrics_, ema); });
   }
+  std::string best;
+  if (!best_->entries().empty()) {
+    best = absl::StrFormat("best %s %.4f at step %d", best_->RankingMetric(last_metrics_),
+                           best_->entries().front().value, best_->entries().front().step);
+  }
+  // After an epoch's end epoch_ counts the epochs done; within an epoch it is the current one.
+  const int64_t shown_epoch =
+      train_.by_epoch() ? std::max<int64_t>(epoch_, 1) : std::min(epoch_ + 1, total_epochs_);
+  log_->Evaluation(step_, epoch_, shown_epoch, total_epochs_, last_metrics_, shown, best);
 }
 
 // Exports the raw weights, or the EMA weights when `ema`.

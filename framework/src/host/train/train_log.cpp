@@ -19,6 +19,7 @@ std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
 TrainLog::TrainLog(std::string stage, int64_t total_steps, bool progress, bool writes,
                    const std::filesystem::path& dir, int processes)
     : stage_(std::move(stage)),
+      total_steps_(total_steps),
       processes_(processes),
       progress_(std::make_unique<Progress>(stage_, total_steps, progress)) {
   if (writes) {
@@ -94,8 +95,16 @@ void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t
   window_start_ = Clock::now();
 }
 
-void TrainLog::Evaluation(int64_t step, int64_t epoch, const std::vector<MetricValue>& values,
-                          const std::vector<MetricValue>& shown) {
+std::string EvaluationLine(const std::string& stage, int64_t step, int64_t total_steps,
+                           int64_t epoch, int64_t total_epochs,
+                           const std::vector<MetricValue>& shown, const std::string& best) {
+  return absl::StrFormat("[%s] epoch %d/%d step %d/%d: %s%s", stage, epoch, total_epochs, step,
+                         total_steps, FormatMetrics(shown), best.empty() ? "" : "; " + best);
+}
+
+void TrainLog::Evaluation(int64_t step, int64_t epoch, int64_t shown_epoch, int64_t total_epochs,
+                          const std::vector<MetricValue>& values,
+                          const std::vector<MetricValue>& shown, const std::string& best) {
   if (log_) {
     std::vector<std::pair<std::string, MetricsLog::Value>> record = {
         {"stage", stage_}, {"kind", std::string("val")}, {"step", step}, {"epoch", epoch}};
@@ -105,7 +114,8 @@ void TrainLog::Evaluation(int64_t step, int64_t epoch, const std::vector<MetricV
     }
     ThrowIfError(log_->Write(record));
   }
-  progress_->Line(absl::StrFormat("[%s] step %d: %s", stage_, step, FormatMetrics(shown)));
+  progress_->Line(
+      EvaluationLine(stage_, step, total_steps_, shown_epoch, total_epochs, shown, best));
 }
 
 void TrainLog::Finish() { progress_->Finish(); }

@@ -179,7 +179,10 @@ TEST_CASE("kdhost plugins lists every plugin with its version and components") {
                                   Contains("fmnist_tasks 0.1.0") &&
                                   Contains("distiller:   KD, LogitMSE, PixelKD, CWD, DKD, DIST, "
                                            "Compose, FitNets, AT, SP, RKD, PKT") &&
-                                  Contains("mlic_heads 0.1.0"));
+                                  Contains("mlic_heads 0.1.0") &&
+                                  Contains("dataset:     MultiLabelMosaic, ColourMultiLabelMosaic, "
+                                           "SegmentationMosaic, SceneGraphMosaic, SingleItem") &&
+                                  Contains("loss:        CrossEntropy\n    metric:      Accuracy"));
 }
 
 TEST_CASE("kdhost describe prints a component's options with types, defaults and docs") {
@@ -784,4 +787,214 @@ TEST_CASE(
   CHECK(reached.exit_code == 0);
   CHECK_THAT(reached.output, Contains("temperature = 4"));
   CHECK_THAT(reached.output, !Contains("warning"));
+}
+
+TEST_CASE("a stage imported from another config lives in that config's directory and is reused") {
+  const fs::path dir = kd::test::ScratchDir("cli_from_config");
+  // A small pretraining config of its own (its work directory is its own, not the importers').
+  kd::test::WriteText(dir / "pre.toml", R"(
+plugins = ["fmnist_tasks", "resnet", "mlic_heads", "classification"]
+pipeline = ["small", "wide"]
+[run]
+work_dir = ")" + (dir / "pre_runs").string() +
+                                            R"("
+[data.train]
+type = "fmnist_tasks::SingleItem"
+num_samples = 256
+[data.val]
+type = "fmnist_tasks::SingleItem"
+split = "test"
+num_samples = 128
+placement = "fixed"
+[loader]
+batch_size = 32
+[model]
+type = "core::BackboneHead"
+backbone = { type = "resnet::SmallCNN", in_channels = 1, channels = [8, 16, 32] }
+head = { type = "mlic_heads::GapLinear", num_classes = 10 }
+[loss]
+type = "classification::CrossEntropy"
+[[metrics]]
+type = "classification::Accuracy"
+[train]
+max_epochs = 1
+optimizer = { type = "core::AdamW", lr = 0.002 }
+[stages.small]
+[stages.wide]
+train = { init_from_stage = "small" }
+)");
+  // Two configs import stage `small`, under names of their own, into different work dirs.
+  const auto importer = [&](const std::string& name, const std::string& own_name) {
+    kd::test::WriteText(dir / name, "base = [\"" + Quickstart() +
+                                        "\"]\n"
+                                        "pipeline = [\"" +
+                                        own_name +
+                                        "\", \"teacher\", \"student\", \"student_kd\"]\n"
+                                        "[stages." +
+                                        own_name +
+                                        "]\n"
+                                        "from_config = { file = \"pre.toml\", stage = \"small\" }\n"
+                                        "[stages.student.train]\n"
+                                        "init_from_stage = \"" +
+                                        own_name +
+                                        "\"\n"
+                                        "init_prefix = \"backbone.\"\n");
+    return Kdhost() + " run " + (dir / name).string();
+  };
+  const std::string a = importer("a.toml", "pretrain") + Reduced(dir / "runs_a");
+  const std::string b = importer("b.toml", "warm") + Reduced(dir / "runs_b");
+  auto first = kd::test::RunCommand(a);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  const fs::path small = kd::test::StageDir(dir / "pre_runs", "small");
+  REQUIRE(fs::exists(small / "export" / "best.pt"));
+  // Only the backbone is loaded: the classifier stays out (init_prefix).
+  CHECK_THAT(first.output,
+             Contains("[student] initialised ") &&
+                 Contains(" tensors from " + (small / "export" / "best.pt").string()) &&
+                 Contains("head.fc.weight"));
+  CHECK_FALSE(fs::exists(dir / "runs_a" / "pretrain"));
+  // The other importer, and the pretraining config run by itself, reuse it; the importers'
+  // --set overrides (Reduced) do not reach it.
+  auto second = kd::test::RunCommand(b);
+  INFO(second.output);
+  REQUIRE(second.exit_code == 0);
+  CHECK(std::regex_search(second.output, std::regex("\\nwarm +reused ")));
+  auto plan = kd::test::RunCommand(Kdhost() + " run " + (dir / "pre.toml").string() + " --dry-run");
+  CHECK_THAT(plan.output, Contains("  small  " + small.string() + "  finished: reused"));
+  // Keys next to from_config change the stage, and so its hash, still in the imported dir.
+  auto longer = kd::test::RunCommand(a + " --set stages.pretrain.train.max_epochs=2 --dry-run");
+  INFO(longer.output);
+  const std::string longer_dir = DryRunDir(longer.output, "pretrain");
+  CHECK(fs::path(longer_dir).parent_path() == dir / "pre_runs");
+  CHECK(longer_dir != small.string());
+  // A prefix no tensor has is refused when the stage starts, naming the key.
+  auto bad_prefix = kd::test::RunCommand(a + " --set stages.student.train.init_prefix=neck.");
+  CHECK(bad_prefix.exit_code != 0);
+  CHECK_THAT(bad_prefix.output,
+             Contains("train.init_prefix") && Contains("has a name starting with 'neck.'"));
+  // Mistakes are reported before anything runs.
+  auto no_stage = kd::test::RunCommand(a + " --set stages.pretrain.from_config.stage=tiny");
+  CHECK(no_stage.exit_code == 2);
+  CHECK_THAT(no_stage.output, Contains("has no stage 'tiny' (its stages: small, wide)"));
+  auto with_deps = kd::test::RunCommand(a + " --set stages.pretrain.from_config.stage=wide");
+  CHECK(with_deps.exit_code == 2);
+  CHECK_THAT(with_deps.output, Contains("takes teachers or weights from its pipeline's stages "
+                                        "(small); only a stage that depends on no other stage"));
+  auto no_file = kd::test::RunCommand(a + " --set stages.pretrain.from_config.file=nope.toml");
+  CHECK(no_file.exit_code == 2);
+  CHECK_THAT(no_file.output, Contains("stages.pretrain.from_config: no such file 'nope.toml'"));
+}
+
+namespace {
+
+// A reduced copy of configs/pretrain/fmnist_backbones.toml in `dir` (256 training and 128
+// validation items, one epoch, its own work directory), and the overrides that make a recipe's
+// imported pretraining stages come from it.
+std::string ReducedPretraining(const fs::path& dir, const std::vector<std::string>& stages) {
+  kd::test::WriteText(
+      dir / "pretrain.toml",
+      "base = [\"" +
+          (kd::test::SourceDir() / "configs" / "pretrain" / "fmnist_backbones.toml").string() +
+          "\"]\n[run]\nwork_dir = \"" + (dir / "pretrain_runs").string() +
+          "\"\n[data.train]\nnum_samples = 256\n[data.val]\nnum_samples = 128\n"
+          "[loader]\nbatch_size = 32\n[train]\nmax_epochs = 1\n");
+  std::string overrides;
+  for (const std::string& stage : stages) {
+    overrides += " --set stages." + stage + ".from_config.file=" + (dir / "pretrain.toml").string();
+  }
+  return overrides;
+}
+
+// Runs `recipe` (under configs/) reduced to seconds and returns its output.
+std::string RunReducedRecipe(const std::string& name, const std::string& recipe,
+                             const std::vector<std::string>& pretrain_stages,
+                             const std::string& sizes) {
+  const fs::path dir = kd::test::ScratchDir(name);
+  const std::string command =
+      Kdhost() + " run " + (kd::test::SourceDir() / "configs" / recipe).string() + sizes +
+      " --set train.max_epochs=1 --set run.work_dir=" + (dir / "runs").string() +
+      ReducedPretraining(dir, pretrain_stages);
+  auto run = kd::test::RunCommand(command);
+  INFO(command << "\n" << run.output);
+  REQUIRE(run.exit_code == 0);
+  // Every backbone started from its pretraining stage, in the reduced copy's directory.
+  for (const std::string& stage : pretrain_stages) {
+    REQUIRE(std::regex_search(run.output, std::regex("\\n" + stage + " +trained ")));
+  }
+  CHECK_THAT(run.output, Contains((dir / "pretrain_runs").string()));
+  CHECK_FALSE(fs::exists(dir / "runs" / "pretrain"));
+  return run.output;
+}
+
+bool Trained(const std::string& output, const std::string& stage) {
+  return std::regex_search(output, std::regex("\\n" + stage + " +trained "));
+}
+
+}  // namespace
+
+TEST_CASE("the PSD recipe of the pretrained regime runs on the colour mosaics end to end") {
+  const std::string output =
+      RunReducedRecipe("cli_psd_colour", "psd/fmnist_colour_psd.toml", {"pretrain"},
+                       " --set data.train.num_samples=384 --set data.val.num_samples=128 --set "
+                       "loader.batch_size=32");
+  // K = 4 groups over the 40 colour labels, one teacher per group and graph, every student.
+  for (const char* stage :
+       {"teacher.cgp.0", "teacher.cgp.3", "teacher.dgp.0", "teacher.dgp.3", "student",
+        "student_low_lr", "student_kd", "student_cgp", "student_dgp", "student_psd"}) {
+    CHECK(Trained(output, stage));
+  }
+  CHECK_THAT(output, Contains("[student_psd] initialised "));
+  // The partitions of the full training split: K = 4 groups of several labels each, and CGP and
+  // DGP group the labels differently.
+  const std::string config =
+      (kd::test::SourceDir() / "configs" / "psd" / "fmnist_colour_psd.toml").string();
+  const fs::path dir = kd::test::ScratchDir("cli_psd_colour_partition");
+  auto produce =
+      kd::test::RunCommand(Kdhost() + " produce " + config + " --stage partition" +
+                           " --set run.work_dir=" + (dir / "runs").string() + " --quiet");
+  INFO(produce.output);
+  REQUIRE(produce.exit_code == 0);
+  std::smatch m;
+  std::string rest = produce.output;
+  std::vector<int> sizes;
+  while (std::regex_search(rest, m, std::regex("\\n  group \\d \\((\\d+)\\)"))) {
+    sizes.push_back(std::stoi(m[1]));
+    rest = m.suffix();
+  }
+  REQUIRE(sizes.size() == 8);
+  for (int size : sizes) CHECK(size >= 3);
+  const size_t dgp = produce.output.find("artefact dgp");
+  REQUIRE(dgp != std::string::npos);
+  CHECK(produce.output.substr(produce.output.find("artefact cgp"), dgp) !=
+        produce.output.substr(dgp));
+  auto plan = kd::test::RunCommand(Kdhost() + " run " + config +
+                                   " --dry-run --set run.work_dir=" + (dir / "runs").string());
+  // The partition trains nothing, so the inherited train.init_from_stage does not make it wait
+  // for the pretraining stage.
+  CHECK_THAT(plan.output, Contains("makes cgp (psd::CGP), dgp (psd::DGP)\n"));
+}
+
+TEST_CASE("the RDD recipe of the pretrained regime runs its ResNet-18 teacher end to end") {
+  const std::string output =
+      RunReducedRecipe("cli_rdd_pretrained", "rdd/fmnist_rdd_pretrained.toml",
+                       {"pretrain_resnet18", "pretrain_smallcnn"},
+                       " --set data.train.num_samples=64 --set data.val.num_samples=32"
+                       " --set stages.teacher.train.max_epochs=1");
+  for (const char* stage : {"teacher", "student", "student_kd", "student_cwd", "student_rdd",
+                            "student_rdd_cwd", "student_rdd_or", "student_rdd_and"}) {
+    CHECK(Trained(output, stage));
+  }
+  CHECK_THAT(output, Contains("[teacher] initialised ") && Contains("[student_rdd] initialised "));
+}
+
+TEST_CASE("the LS-KD recipe of the pretrained regime runs on the hierarchical predicates") {
+  const std::string output =
+      RunReducedRecipe("cli_lskd_hierarchical", "lskd/fmnist_lskd_hierarchical.toml", {"pretrain"},
+                       " --set data.train.num_samples=64 --set data.val.num_samples=32");
+  for (const char* stage : {"motifs", "motifs_iterative", "motifs_synchronous", "transformer",
+                            "transformer_iterative", "transformer_synchronous"}) {
+    CHECK(Trained(output, stage));
+  }
+  CHECK_THAT(output, Contains("mR@20") && Contains("[motifs_iterative] initialised "));
 }

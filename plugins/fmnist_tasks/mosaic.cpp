@@ -35,6 +35,20 @@ const std::vector<Scene>& Scenes() {
   return *scenes;
 }
 
+// Four tints that stay apart in chromaticity at any item brightness: one strong primary each for
+// red, green and blue, and red + green for yellow, each with a 0.25 floor on the other channels so
+// that the item's texture stays visible in every channel. A grey canvas (all channels equal)
+// matches none of them.
+const std::vector<NamedTint>& Tints() {
+  static const auto* tints = new std::vector<NamedTint>{
+      {"red", {1.0f, 0.25f, 0.25f}},
+      {"green", {0.25f, 1.0f, 0.25f}},
+      {"blue", {0.25f, 0.25f, 1.0f}},
+      {"yellow", {1.0f, 1.0f, 0.25f}},
+  };
+  return *tints;
+}
+
 kd::Schema MosaicSchema() {
   return kd::Schema()
       .String("root", "/usr/share/datasets/fashion-mnist",
@@ -129,19 +143,40 @@ Composition MosaicComposer::Compose(int64_t index) const {
 }
 
 torch::Tensor MosaicComposer::Render(const Composition& composition) const {
+  return RenderChannels(composition, nullptr);
+}
+
+torch::Tensor MosaicComposer::RenderTinted(const Composition& composition,
+                                           const std::vector<Tint>& tints) const {
+  if (tints.size() != composition.items.size()) {
+    throw kd::Error(absl::InternalError(absl::StrCat("RenderTinted: ", tints.size(), " tints for ",
+                                                     composition.items.size(), " items")));
+  }
+  return RenderChannels(composition, &tints);
+}
+
+torch::Tensor MosaicComposer::RenderChannels(const Composition& composition,
+                                             const std::vector<Tint>* tints) const {
   const int64_t rows = split_->rows;
   const int64_t cols = split_->cols;
   const int64_t height = options_.grid * rows;
   const int64_t width = options_.grid * cols;
-  torch::Tensor canvas = torch::zeros({1, height, width}, torch::kFloat);
+  const int64_t channels = tints == nullptr ? 1 : 3;
+  torch::Tensor canvas = torch::zeros({channels, height, width}, torch::kFloat);
   float* out = canvas.data_ptr<float>();
-  for (const PlacedItem& item : composition.items) {
+  for (size_t k = 0; k < composition.items.size(); ++k) {
+    const PlacedItem& item = composition.items[k];
     const uint8_t* pixels = split_->Image(item.image);
     const int64_t top = (item.cell / options_.grid) * rows;
     const int64_t left = (item.cell % options_.grid) * cols;
-    for (int64_t y = 0; y < rows; ++y) {
-      for (int64_t x = 0; x < cols; ++x) {
-        out[(top + y) * width + left + x] = static_cast<float>(pixels[y * cols + x]) / 255.0f;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float gain = tints == nullptr ? 1.0f : (*tints)[k][c];
+      float* plane = out + c * height * width;
+      for (int64_t y = 0; y < rows; ++y) {
+        for (int64_t x = 0; x < cols; ++x) {
+          plane[(top + y) * width + left + x] =
+              static_cast<float>(pixels[y * cols + x]) / 255.0f * gain;
+        }
       }
     }
   }

@@ -5,6 +5,7 @@
 
 #include <torch/types.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +33,17 @@ struct Scene {
 
 // The fixed scene table (see mosaic.cpp for how it was chosen).
 const std::vector<Scene>& Scenes();
+
+// A colour: an item's grey pixels are multiplied by it, channel by channel (R, G, B).
+using Tint = std::array<float, 3>;
+
+struct NamedTint {
+  std::string name;
+  Tint rgb;
+};
+
+// The tints of the colour tasks, by tint index (see mosaic.cpp for how they were chosen).
+const std::vector<NamedTint>& Tints();
 
 // The options every mosaic task reads, validated across options.
 struct MosaicOptions {
@@ -73,10 +85,15 @@ class MosaicComposer {
   Composition Compose(int64_t index) const;
   // The canvas as float [1, S, S] in [0, 1], bilinearly resized when image_size asks for it.
   torch::Tensor Render(const Composition& composition) const;
+  // The canvas as float [3, S, S]: item k's pixels multiplied by tints[k] before any resize.
+  torch::Tensor RenderTinted(const Composition& composition, const std::vector<Tint>& tints) const;
 
   const MosaicOptions& options() const { return options_; }
 
  private:
+  torch::Tensor RenderChannels(const Composition& composition,
+                               const std::vector<Tint>* tints) const;
+
   MosaicOptions options_;
   std::shared_ptr<const IdxSplit> split_;
   std::vector<std::vector<int64_t>> images_by_class_;
@@ -84,6 +101,8 @@ class MosaicComposer {
 
 // Registration of this plugin's components, one function per source file.
 void RegisterMultiLabelMosaic(kd::Registrar& registrar);
+void RegisterColourMultiLabelMosaic(kd::Registrar& registrar);
 void RegisterSegmentationMosaic(kd::Registrar& registrar);
+void RegisterSingleItem(kd::Registrar& registrar);
 
 }  // namespace fmnist_tasks

@@ -76,6 +76,55 @@ uint32_t TruePredicates(const Box& s, const Box& o) {
   return holds;
 }
 
+const std::vector<std::string>& HierarchicalPredicateNames() {
+  static const auto* names = new std::vector<std::string>{
+      "__background__", "near",  "on",          "left of",  "right of",
+      "above",          "below", "standing on", "lying on", "covering"};
+  return *names;
+}
+
+int64_t GenericOf(int64_t p) {
+  if (p >= kNearLeftOf && p <= kNearBelow) return kGenericNear;
+  if (p >= kStandingOn && p <= kCovering) return kGenericOn;
+  return p;
+}
+
+// The generic predicates are the geometric vocabulary's near and on top of; each specific one is
+// its generic with one more condition: a direction for near (the geometric left of, right of,
+// above, below), and for on a subject that is footwear (Sandal, Sneaker, Ankle boot: standing
+// on), a subject box at least 1.25 times as wide as tall that is not footwear (lying on), or a
+// subject at least twice the object's area (covering).
+uint32_t TrueHierarchicalPredicates(int64_t subject_label, const Box& s, const Box& o) {
+  const uint32_t geometric = TruePredicates(s, o);
+  const auto has = [geometric](Predicate p) { return ((geometric >> p) & 1u) != 0; };
+  const bool footwear = subject_label == 5 || subject_label == 7 || subject_label == 9;
+  uint32_t holds = 0;
+  const auto set = [&holds](HierarchicalPredicate p, bool value) {
+    if (value) holds |= 1u << p;
+  };
+  const bool near = has(kNear);
+  const bool on = has(kOnTopOf);
+  set(kGenericNear, near);
+  set(kGenericOn, on);
+  set(kNearLeftOf, near && has(kLeftOf));
+  set(kNearRightOf, near && has(kRightOf));
+  set(kNearAbove, near && has(kAbove));
+  set(kNearBelow, near && has(kBelow));
+  set(kStandingOn, on && footwear);
+  set(kLyingOn, on && !footwear && (s.x2 - s.x1) >= 1.25f * (s.y2 - s.y1));
+  set(kCovering, on && has(kBiggerThan));
+  return holds;
+}
+
+// Why equal weights: the specific predicates of a pair rarely co-hold (a direction excludes the
+// others; standing on excludes lying on), so the weights matter only between covering and
+// standing or lying on; the long tail comes from how often each condition holds and from the
+// annotator's bias towards the generic predicate.
+const std::vector<double>& DefaultSpecificWeights() {
+  static const auto* weights = new std::vector<double>(kNumHierarchicalPredicates - 2, 1.0);
+  return *weights;
+}
+
 namespace {
 
 float Area(const Box& b) { return (b.x2 - b.x1) * (b.y2 - b.y1); }
@@ -90,6 +139,29 @@ float IntersectionArea(const Box& a, const Box& b) {
 // the default options about one scene in 30 needs a second layout and none more than three.
 constexpr int kPlacementTries = 50;
 constexpr int kLayoutTries = 100;
+
+// The simulated annotator of the hierarchical vocabulary: the generic predicate when no specific
+// one holds; otherwise the generic one with probability generic_bias, else one of the specific
+// ones that hold, drawn by specific_weights. Both draws are made whatever the first one gives, so
+// that the same scenes annotated with two biases differ only in the predicates written.
+int64_t AnnotateHierarchical(uint32_t holds, const SceneGraphMosaicOptions& o, kd::Rng& rng) {
+  const int64_t generic = ((holds >> kGenericNear) & 1u) != 0 ? kGenericNear : kGenericOn;
+  double total = 0;
+  for (int64_t p = kNumGenericPredicates + 1; p <= kNumHierarchicalPredicates; ++p) {
+    if ((holds >> p) & 1u) total += o.specific_weights[p - kNumGenericPredicates - 1];
+  }
+  if (total == 0) return generic;
+  const bool write_generic = rng.Bernoulli(o.generic_bias);
+  double u = rng.Uniform() * total;
+  int64_t specific = generic;
+  for (int64_t p = kNumGenericPredicates + 1; p <= kNumHierarchicalPredicates; ++p) {
+    if (!((holds >> p) & 1u)) continue;
+    specific = p;
+    u -= o.specific_weights[p - kNumGenericPredicates - 1];
+    if (u < 0) break;
+  }
+  return write_generic ? generic : specific;
+}
 
 }  // namespace
 
@@ -172,6 +244,14 @@ SceneLayout SceneGraphComposer::Layout(int64_t index) const {
       TrueRelation relation;
       relation.subject = s;
       relation.object = t;
+      if (o.vocabulary == Vocabulary::kHierarchical) {
+        relation.predicates = TrueHierarchicalPredicates(layout.items[s].label, layout.items[s].box,
+                                                         layout.items[t].box);
+        if (relation.predicates == 0) continue;
+        relation.predicate = AnnotateHierarchical(relation.predicates, o, rng);
+        layout.relations.push_back(relation);
+        continue;
+      }
       relation.predicates = TruePredicates(layout.items[s].box, layout.items[t].box);
       if (relation.predicates == 0) continue;
       double total = 0;
@@ -301,6 +381,10 @@ SceneGraphMosaicOptions ReadOptions(const kd::Options& options) {
   o.withhold_fraction = options.Float("withhold_fraction");
   o.max_relations = options.Int("max_relations");
   o.predicate_weights = options.FloatList("predicate_weights");
+  o.vocabulary = options.String("vocabulary") == "hierarchical" ? Vocabulary::kHierarchical
+                                                                : Vocabulary::kGeometric;
+  o.generic_bias = options.Float("generic_bias");
+  o.specific_weights = options.FloatList("specific_weights");
   o.seed = options.Int("seed");
   if (o.min_items > o.max_items) {
     options.Fail("min_items", absl::StrCat("min_items = ", o.min_items,
@@ -329,14 +413,37 @@ SceneGraphMosaicOptions ReadOptions(const kd::Options& options) {
                                 "\" is ", o.predicate_weights[p]));
     }
   }
+  const std::vector<std::string>& hierarchical = HierarchicalPredicateNames();
+  const int64_t specific = kNumHierarchicalPredicates - kNumGenericPredicates;
+  if (static_cast<int64_t>(o.specific_weights.size()) != specific) {
+    options.Fail(
+        "specific_weights",
+        absl::StrCat("give one weight per specific predicate, ", specific, " in the order ",
+                     absl::StrJoin(hierarchical.begin() + kNumGenericPredicates + 1,
+                                   hierarchical.end(), ", "),
+                     "; got ", o.specific_weights.size()));
+  }
+  for (size_t p = 0; p < o.specific_weights.size(); ++p) {
+    if (!(o.specific_weights[p] > 0)) {
+      options.Fail("specific_weights", absl::StrCat("weights must be positive; the weight of \"",
+                                                    hierarchical[p + kNumGenericPredicates + 1],
+                                                    "\" is ", o.specific_weights[p]));
+    }
+  }
   return o;
+}
+
+// The vocabulary's predicate names, "__background__" first.
+const std::vector<std::string>& VocabularyNames(Vocabulary vocabulary) {
+  return vocabulary == Vocabulary::kHierarchical ? HierarchicalPredicateNames() : PredicateNames();
 }
 
 class SceneGraphMosaic : public kd::Dataset {
  public:
   explicit SceneGraphMosaic(const kd::Options& options) : composer_(MakeComposer(options)) {
     // The predicate counts of the split, from the layouts alone.
-    counts_ = torch::zeros({kNumClasses, kNumClasses, kNumPredicates + 1}, torch::kInt64);
+    const auto names = static_cast<int64_t>(VocabularyNames(composer_.options().vocabulary).size());
+    counts_ = torch::zeros({kNumClasses, kNumClasses, names}, torch::kInt64);
     for (int64_t i = 0; i < Size(); ++i) {
       SceneLayout layout;
       try {
@@ -370,7 +477,7 @@ class SceneGraphMosaic : public kd::Dataset {
 
   kd::DatasetInfo Info() const override {
     kd::DatasetInfo info("sgg", ClassNames());
-    info.vocabularies[scene_graph::kPredicates] = PredicateNames();
+    info.vocabularies[scene_graph::kPredicates] = VocabularyNames(composer_.options().vocabulary);
     info.statistics.Set(scene_graph::kPredicateCounts, counts_.clone());
     return info;
   }
@@ -398,7 +505,8 @@ void RegisterSceneGraphMosaic(kd::Registrar& registrar) {
   registrar.Add(
       kd::Kind::kDataset, "SceneGraphMosaic",
       "scene-graph generation task: Fashion-MNIST items of random sizes at random positions, "
-      "related by geometric predicates with a long-tailed annotation and withheld relations; "
+      "related by geometric predicates, or by generic and specific ones with an annotator biased "
+      "to the generic, with a long-tailed annotation and withheld relations; "
       "keys image [1,S,S], boxes [N,4], box_labels [N], relations [R,3]",
       kd::Schema()
           .String("root", d.root,
@@ -435,7 +543,20 @@ void RegisterSceneGraphMosaic(kd::Registrar& registrar) {
           .FloatList("predicate_weights", d.predicate_weights,
                      "weight of each predicate (overlapping, bigger than, left of, above, smaller "
                      "than, right of, below, near, on top of, level with) in the draw of the "
-                     "annotated one among those that hold for a pair")
+                     "annotated one among those that hold for a pair (geometric vocabulary)")
+          .Enum("vocabulary", {"geometric", "hierarchical"}, "geometric",
+                "geometric: ten geometric predicates; hierarchical: the generic near and on with "
+                "the specific predicates that refine them (left of, right of, above, below; "
+                "standing on, lying on, covering)")
+          .Float("generic_bias", d.generic_bias,
+                 "hierarchical vocabulary: probability that the annotator writes the generic "
+                 "predicate of a pair for which a specific one holds")
+          .Min(0)
+          .Max(1)
+          .FloatList("specific_weights", d.specific_weights,
+                     "hierarchical vocabulary: weight of each specific predicate (left of, right "
+                     "of, above, below, standing on, lying on, covering) in the annotator's draw "
+                     "among those that hold when it does not write the generic one")
           .Int("seed", d.seed,
                "seed of the scenes: scene i is a pure function of (seed, split, i)"),
       [](const kd::Options& o, const kd::BuildContext&) {

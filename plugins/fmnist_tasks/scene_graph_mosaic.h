@@ -49,6 +49,39 @@ uint32_t TruePredicates(const Box& subject, const Box& object);
 // The default weights of the annotated predicate's draw, by predicate - 1.
 const std::vector<double>& DefaultPredicateWeights();
 
+// The second vocabulary: two generic predicates and the specific ones that refine them, so that a
+// generic and a specific predicate hold for the same pair, as "on" and "standing on" do in VG-150.
+// 0 is the background.
+enum HierarchicalPredicate : int64_t {
+  kGenericNear = 1,  // generic
+  kGenericOn,        // generic
+  kNearLeftOf,       // refines near
+  kNearRightOf,      // refines near
+  kNearAbove,        // refines near
+  kNearBelow,        // refines near
+  kStandingOn,       // refines on
+  kLyingOn,          // refines on
+  kCovering,         // refines on
+};
+inline constexpr int64_t kNumHierarchicalPredicates = 9;
+inline constexpr int64_t kNumGenericPredicates = 2;
+
+// Hierarchical predicate index -> name, "__background__" first.
+const std::vector<std::string>& HierarchicalPredicateNames();
+
+// The generic predicate that hierarchical predicate p refines; p itself for a generic one.
+int64_t GenericOf(int64_t p);
+
+// The hierarchical predicates that hold for (subject, object), as a bit set (bit p for predicate
+// p). Exactly one generic predicate holds for a related pair, and every specific one that holds
+// implies its generic. "standing on" depends on the subject's class, the others on the boxes.
+uint32_t TrueHierarchicalPredicates(int64_t subject_label, const Box& subject, const Box& object);
+
+// The default weights of the specific predicates in the annotator's draw, by predicate - 3.
+const std::vector<double>& DefaultSpecificWeights();
+
+enum class Vocabulary { kGeometric, kHierarchical };
+
 // The dataset's options; the defaults are the schema's.
 struct SceneGraphMosaicOptions {
   std::string root = "/usr/share/datasets/fashion-mnist";
@@ -64,6 +97,11 @@ struct SceneGraphMosaicOptions {
   int64_t max_relations = 0;  // 0: no cap
   // kNumPredicates positive weights, by predicate - 1.
   std::vector<double> predicate_weights = DefaultPredicateWeights();
+  Vocabulary vocabulary = Vocabulary::kGeometric;
+  // Hierarchical vocabulary: the probability that a pair for which a specific predicate holds is
+  // annotated with its generic one, and the weights of the specific ones otherwise.
+  double generic_bias = 0.7;
+  std::vector<double> specific_weights = DefaultSpecificWeights();
   int64_t seed = 0;
 };
 
@@ -88,7 +126,7 @@ enum class Annotation {
 struct TrueRelation {
   int64_t subject = 0;
   int64_t object = 0;
-  uint32_t predicates = 0;  // every predicate that holds (TruePredicates)
+  uint32_t predicates = 0;  // every predicate that holds (TruePredicates or the hierarchical rules)
   int64_t predicate = 0;    // the one drawn for the annotation, weighted by predicate_weights
   Annotation annotation = Annotation::kAnnotated;
 };

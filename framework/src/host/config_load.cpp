@@ -68,9 +68,85 @@ absl::StatusOr<CNode> LoadWithBases(const fs::path& path, std::vector<fs::path>&
   return merged;
 }
 
-}  // namespace
+absl::StatusOr<CNode> LoadConfigImpl(const fs::path& path,
+                                     const std::vector<std::string>& overrides,
+                                     std::vector<fs::path>& imports);
 
-absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::string>& overrides) {
+// Stages that name another config's stage (`stages.<name>.from_config = { file = "...", stage =
+// "..." }`): the other file is loaded on its own, without this config's overrides, and kept
+// under from_config._config for ResolveLoadedConfig (host/pipeline.cpp), which takes the stage
+// from it. `imports` holds the files being imported, against cycles.
+absl::Status LoadImports(CNode& root, std::vector<fs::path>& imports) {
+  CNode* stages = root.Get("stages");
+  if (stages == nullptr || !stages->is_table()) return absl::OkStatus();
+  for (auto& [name, table] : stages->table()) {
+    CNode* from = table.is_table() ? table.Get("from_config") : nullptr;
+    if (from == nullptr) continue;
+    const std::string key = absl::StrCat("stages.", name, ".from_config");
+    const auto fail = [&](const CNode& at, absl::string_view message) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(at.loc().ToString(), ": ", key, ": ", message));
+    };
+    if (!from->is_table()) {
+      return fail(*from,
+                  "expected a table, e.g. from_config = { file = \"../pretrain/x.toml\", "
+                  "stage = \"resnet18\" }");
+    }
+    for (const auto& [option, value] : from->table()) {
+      if (option != "file" && option != "stage" && option != "_file" && option != "_config") {
+        return fail(value, absl::StrCat("unknown key '", option,
+                                        "' (from_config takes `file` and "
+                                        "`stage`; the stage's own keys go next to from_config)"));
+      }
+    }
+    const CNode* file = from->Get("file");
+    if (file == nullptr || !file->is_string() || file->as_string().empty()) {
+      return fail(file != nullptr ? *file : *from,
+                  "needs `file`, the config (relative to the file that names it) whose stage this "
+                  "one is");
+    }
+    if (const CNode* stage = from->Get("stage"); stage != nullptr && !stage->is_string()) {
+      return fail(*stage, "`stage` is the name of a stage of that config's pipeline, a string");
+    }
+    const fs::path anchor =
+        file->loc().file != nullptr ? fs::path(*file->loc().file).parent_path() : fs::path();
+    const fs::path path = anchor / file->as_string();
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+      return fail(*file, absl::StrCat("no such file '", file->as_string(), "' (looked for ",
+                                      path.lexically_normal().string(), ")"));
+    }
+    const fs::path canonical = fs::weakly_canonical(path, ec);
+    for (const fs::path& open : imports) {
+      if (open == canonical) {
+        std::vector<std::string> chain;
+        for (const fs::path& p : imports) chain.push_back(p.string());
+        chain.push_back(canonical.string());
+        return fail(*file, absl::StrCat("stage import cycle: ", absl::StrJoin(chain, " -> ")));
+      }
+    }
+    imports.push_back(canonical);
+    absl::StatusOr<CNode> loaded = LoadConfigImpl(path, {}, imports);
+    imports.pop_back();
+    if (!loaded.ok()) {
+      return absl::Status(
+          loaded.status().code(),
+          absl::StrCat(file->loc().ToString(), ": ", key, ": in ", path.lexically_normal().string(),
+                       ": ", loaded.status().message()));
+    }
+    from->table().insert_or_assign("_file", CNode(path.lexically_normal().string(), file->loc()));
+    from->table().insert_or_assign("_config", *std::move(loaded));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CNode> LoadConfigImpl(const fs::path& path,
+                                     const std::vector<std::string>& overrides,
+                                     std::vector<fs::path>& imports) {
+  if (imports.empty()) {
+    std::error_code ec;
+    imports.push_back(fs::weakly_canonical(path, ec));
+  }
   std::vector<fs::path> stack;
   KD_ASSIGN_OR_RETURN(CNode root, LoadWithBases(path, stack));
   for (const std::string& assignment : overrides) {
@@ -95,7 +171,15 @@ absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::st
     if (key != "ablation") KD_RETURN_IF_ERROR(StripReplaceMarkers(node, key));
   }
   KD_RETURN_IF_ERROR(Interpolate(root));
+  KD_RETURN_IF_ERROR(LoadImports(root, imports));
   return root;
+}
+
+}  // namespace
+
+absl::StatusOr<CNode> LoadConfig(const fs::path& path, const std::vector<std::string>& overrides) {
+  std::vector<fs::path> imports;
+  return LoadConfigImpl(path, overrides, imports);
 }
 
 std::vector<std::string> OverrideScopeNotes(const CNode& root,

@@ -279,6 +279,72 @@ std::string HashStage(const CNode& config, const std::vector<std::string>& deps,
   return StableHash(text);
 }
 
+namespace {
+
+// A stage that is another config's stage (stages.<name>.from_config, loaded by LoadConfig under
+// from_config._config): that config is resolved on its own, the stage is taken from it with its
+// own keys merged on top, and it keeps that config's directory, so every config that imports it
+// (and the other config run by itself) shares one directory per hash.
+absl::StatusOr<StageConfig> ImportStage(const Host& host, const std::string& name,
+                                        const CNode& overlay, const EarlierStages& earlier,
+                                        const ResolvedConfig& out) {
+  const std::string key = JoinKey(JoinKey("stages", name), "from_config");
+  const CNode& from = *overlay.Get("from_config");
+  const CNode* imported = from.is_table() ? from.Get("_config") : nullptr;
+  const CNode* file = from.is_table() ? from.Get("_file") : nullptr;
+  if (imported == nullptr || file == nullptr) {
+    return At(from, key, "was not loaded (give `file`, the config whose stage this is)");
+  }
+  if (const CNode* foreach = overlay.Get("foreach")) {
+    return At(*foreach, JoinKey(JoinKey("stages", name), "foreach"),
+              "a stage imported with from_config cannot be a foreach template");
+  }
+  const fs::path path = file->as_string();
+  absl::StatusOr<ResolvedConfig> other = ResolveLoadedConfig(host, *imported, path);
+  if (!other.ok()) {
+    return At(*file, JoinKey(key, "file"),
+              absl::StrCat("in ", path.string(), ": ", other.status().message()));
+  }
+  const CNode* wanted = from.Get("stage");
+  const std::string stage_name = wanted != nullptr     ? wanted->as_string()
+                                 : other->single_stage ? "main"
+                                                       : name;
+  const StageConfig* source = other->FindStage(stage_name);
+  if (source == nullptr) {
+    std::vector<std::string> names;
+    for (const StageConfig& stage : other->stages) names.push_back(stage.name);
+    return At(wanted != nullptr ? *wanted : from, wanted != nullptr ? JoinKey(key, "stage") : key,
+              absl::StrCat(path.string(), " has no stage '", stage_name,
+                           "' (its stages: ", absl::StrJoin(names, ", "), ")",
+                           wanted == nullptr ? "; name one with `stage`" : ""));
+  }
+  if (!source->deps.empty()) {
+    return At(from, key,
+              absl::StrCat("stage '", stage_name, "' of ", path.string(),
+                           " takes teachers or weights from its pipeline's stages (",
+                           absl::StrJoin(source->deps, ", "),
+                           "); only a stage that depends on no other stage can be imported"));
+  }
+  CNode own = overlay;
+  own.table().erase("from_config");
+  CNode config = *source->config;
+  MergeInto(config, own);
+  KD_RETURN_IF_ERROR(Annotate(ValidateTable(config, StageSchema(), host.registry(), "",
+                                            absl::StrCat("the config of stage '", name, "'")),
+                              absl::StrCat("stage '", name, "'")));
+  StageConfig stage;
+  stage.name = name;
+  stage.imported_from = path;
+  stage.dir_stem = source->dir_stem;
+  KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
+  stage.hash = HashStage(config, stage.deps, out.stages);
+  stage.dir = other->work_dir / absl::StrCat(stage.dir_stem, "-", stage.hash.substr(0, 12));
+  stage.config = std::make_shared<const CNode>(std::move(config));
+  return stage;
+}
+
+}  // namespace
+
 absl::StatusOr<ResolvedConfig> ResolveConfig(Host& host, const fs::path& file,
                                              const std::vector<std::string>& overrides,
                                              const std::vector<std::string>& plugin_paths) {
@@ -305,6 +371,12 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
       const CNode& overlay = *out.root.Get("stages")->Get(name);
       if (!overlay.is_table()) {
         return At(overlay, JoinKey("stages", name), "expected a table");
+      }
+      if (overlay.Get("from_config") != nullptr) {
+        KD_ASSIGN_OR_RETURN(StageConfig stage, ImportStage(host, name, overlay, earlier, out));
+        out.stages.push_back(std::move(stage));
+        earlier.names.push_back(name);
+        continue;
       }
       for (const char* key : {"plugins", "plugin_dirs", "pipeline", "stages", "base", "ablation"}) {
         if (const CNode* bad = overlay.Get(key)) {
@@ -333,7 +405,16 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
         stage.foreach.emplace(
             key, value.is_string() ? value.as_string() : std::to_string(value.as_int()));
       }
-      KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
+      // A stage that makes artefacts trains nothing: an inherited train.init_from_stage (a
+      // pipeline's shared pretraining) does not make it wait for that stage.
+      const CNode* artifacts = config.Get("artifacts");
+      if (artifacts != nullptr && artifacts->is_array() && !artifacts->array().empty()) {
+        CNode untrained = config;
+        untrained.table().erase("train");
+        KD_RETURN_IF_ERROR(CollectDeps(untrained, "", earlier, stage.deps));
+      } else {
+        KD_RETURN_IF_ERROR(CollectDeps(config, "", earlier, stage.deps));
+      }
       stage.hash = HashStage(config, stage.deps, out.stages);
       stage.config = std::make_shared<const CNode>(std::move(config));
       out.stages.push_back(std::move(stage));
@@ -346,8 +427,17 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
     }
   }
 
-  const std::string work_dir = FindPath(*out.stages.front().config, "run.work_dir")->as_string();
+  const StageConfig* own = nullptr;
   for (const StageConfig& stage : out.stages) {
+    if (stage.imported_from.empty()) {
+      own = &stage;
+      break;
+    }
+  }
+  const std::string work_dir =
+      own == nullptr ? "" : FindPath(*own->config, "run.work_dir")->as_string();
+  for (const StageConfig& stage : out.stages) {
+    if (!stage.imported_from.empty()) continue;
     const CNode* dir = FindPath(*stage.config, "run.work_dir");
     if (dir->as_string() != work_dir) {
       return At(*dir, "run.work_dir",
@@ -358,6 +448,8 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
   }
   out.work_dir = work_dir.empty() ? fs::path("runs") / file.stem() : fs::path(work_dir);
   for (StageConfig& stage : out.stages) {
+    if (!stage.imported_from.empty()) continue;
+    stage.dir_stem = stage.name;
     stage.dir = out.work_dir / absl::StrCat(stage.name, "-", stage.hash.substr(0, 12));
   }
   return out;
@@ -374,7 +466,8 @@ void HashWorldSize(ResolvedConfig& config, int world_size) {
     const CNode* elastic = FindPath(*stage.config, "run.elastic");
     if (elastic != nullptr && elastic->type() == CNode::Type::kBool && elastic->as_bool()) continue;
     stage.hash = StableHash(absl::StrCat(stage.hash, "\n#world_size=", world_size));
-    stage.dir = config.work_dir / absl::StrCat(stage.name, "-", stage.hash.substr(0, 12));
+    stage.dir =
+        stage.dir.parent_path() / absl::StrCat(stage.dir_stem, "-", stage.hash.substr(0, 12));
   }
 }
 
@@ -390,12 +483,16 @@ std::string TypeAt(const CNode& config, absl::string_view path) {
 std::string StageWork(const StageConfig& stage) {
   const CNode& c = *stage.config;
   if (stage.IsArtifactStage()) {
-    std::vector<std::string> types;
+    std::vector<std::string> made;
     for (const CNode& artifact : c.Get("artifacts")->array()) {
-      const CNode* type = artifact.is_table() ? artifact.Get("type") : nullptr;
-      if (type != nullptr && type->is_string()) types.push_back(type->as_string());
+      if (!artifact.is_table()) continue;
+      const CNode* name = artifact.Get("name");
+      const std::string type = TypeAt(artifact, "producer");
+      if (name == nullptr || !name->is_string()) continue;
+      made.push_back(type.empty() ? name->as_string()
+                                  : absl::StrCat(name->as_string(), " (", type, ")"));
     }
-    return absl::StrCat("makes ", absl::StrJoin(types, ", "));
+    return absl::StrCat("makes ", absl::StrJoin(made, ", "));
   }
   std::string out = absl::StrCat("trains ", TypeAt(c, "model"));
   if (const std::string backbone = TypeAt(c, "model.backbone"); !backbone.empty()) {

@@ -30,6 +30,11 @@ struct StageConfig {
   std::vector<std::string> deps;               // stages it reads artefacts from (from_stage)
   std::string hash;
   std::filesystem::path dir;
+  // A stage imported from another config (stages.<name>.from_config): that config's file, and
+  // the directory lives in that config's work dir under that config's name of the stage, so
+  // every config importing it finds the same directory. Empty for the config's own stages.
+  std::filesystem::path imported_from;
+  std::string dir_stem;  // the <name> of <work_dir>/<name>-<hash>
 
   // A stage with `artifacts` runs producers (kd/producer.h) instead of training a model.
   bool IsArtifactStage() const;

@@ -89,6 +89,10 @@ Schema TrainSchema() {
               "once and every stage that starts from it reuses it")
       .Enum("init_artifact", {"best", "last"}, "best",
             "with init_from_stage: which of the stage's exports to start from")
+      .String("init_prefix", "",
+              "with init_checkpoint or init_from_stage: load only the tensors whose names start "
+              "with this (e.g. \"backbone.\" keeps a pretraining stage's classifier out); "
+              "\"\": every tensor that matches")
       .Int("accumulate", 1, "micro-batches per optimizer step (gradient accumulation)")
       .Min(1)
       .Float("clip_grad_norm", 0.0, "clip the global gradient norm to this; 0: no clipping")
@@ -170,7 +174,9 @@ std::vector<ConfigSection> ConfigSections() {
 
 const std::vector<std::pair<std::string, std::string>>& HashNeutralDefaults() {
   static const std::vector<std::pair<std::string, std::string>> keys = {
-      {"train.init_from_stage", "\"\""}, {"train.init_artifact", "\"best\""}};
+      {"train.init_from_stage", "\"\""},
+      {"train.init_artifact", "\"best\""},
+      {"train.init_prefix", "\"\""}};
   return keys;
 }
 

@@ -34,6 +34,7 @@ TrainSettings TrainSettings::Read(const Options& train) {
   s.init_checkpoint = train.String("init_checkpoint");
   s.init_from_stage = train.String("init_from_stage");
   s.init_artifact = train.String("init_artifact");
+  s.init_prefix = train.String("init_prefix");
   return s;
 }
 

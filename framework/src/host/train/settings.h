@@ -40,6 +40,7 @@ struct TrainSettings {
   std::string init_checkpoint;
   std::string init_from_stage;  // an earlier stage's export instead of a file
   std::string init_artifact;    // "best" or "last"
+  std::string init_prefix;      // only tensors whose names start with it ("" all)
 
   static TrainSettings Read(const Options& train);
   bool by_epoch() const { return max_epochs > 0; }

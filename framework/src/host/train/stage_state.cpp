@@ -32,6 +32,15 @@ std::string StageTrainer::Initialise() {
   if (path.empty()) return "";
   auto data = LoadModelExport(path);
   if (!data.ok()) train.Fail(key, std::string(data.status().message()));
+  if (!train_.init_prefix.empty()) {
+    for (auto it = data->state.begin(); it != data->state.end();) {
+      it = it->first.rfind(train_.init_prefix, 0) == 0 ? std::next(it) : data->state.erase(it);
+    }
+    if (data->state.empty()) {
+      train.Fail("init_prefix", absl::StrCat("no tensor of ", path, " has a name starting with '",
+                                             train_.init_prefix, "'"));
+    }
+  }
   LoadReport report =
       ValueOrThrow(LoadModuleState(*model_, data->state, LoadMode::kInitialise, path));
   if (report.loaded == 0) {

@@ -906,6 +906,10 @@ std::string ReducedPretraining(const fs::path& dir, const std::vector<std::strin
   return overrides;
 }
 
+bool Trained(const std::string& output, const std::string& stage) {
+  return std::regex_search(output, std::regex("\\n" + stage + " +trained "));
+}
+
 // Runs `recipe` (under configs/) reduced to seconds and returns its output.
 std::string RunReducedRecipe(const std::string& name, const std::string& recipe,
                              const std::vector<std::string>& pretrain_stages,
@@ -919,16 +923,10 @@ std::string RunReducedRecipe(const std::string& name, const std::string& recipe,
   INFO(command << "\n" << run.output);
   REQUIRE(run.exit_code == 0);
   // Every backbone started from its pretraining stage, in the reduced copy's directory.
-  for (const std::string& stage : pretrain_stages) {
-    REQUIRE(std::regex_search(run.output, std::regex("\\n" + stage + " +trained ")));
-  }
+  for (const std::string& stage : pretrain_stages) REQUIRE(Trained(run.output, stage));
   CHECK_THAT(run.output, Contains((dir / "pretrain_runs").string()));
   CHECK_FALSE(fs::exists(dir / "runs" / "pretrain"));
   return run.output;
-}
-
-bool Trained(const std::string& output, const std::string& stage) {
-  return std::regex_search(output, std::regex("\\n" + stage + " +trained "));
 }
 
 }  // namespace

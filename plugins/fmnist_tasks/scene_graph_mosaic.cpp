@@ -140,26 +140,42 @@ float IntersectionArea(const Box& a, const Box& b) {
 constexpr int kPlacementTries = 50;
 constexpr int kLayoutTries = 100;
 
+// The summed weight of the predicates first..last that hold; weights[p - first] is p's.
+double HeldWeight(uint32_t holds, const std::vector<double>& weights, int64_t first, int64_t last) {
+  double total = 0;
+  for (int64_t p = first; p <= last; ++p) {
+    if ((holds >> p) & 1u) total += weights[static_cast<size_t>(p - first)];
+  }
+  return total;
+}
+
+// The predicate among first..last that hold into whose share of [0, HeldWeight) the draw u falls
+// (the last one that holds when rounding leaves u past the end); `none` when none holds.
+int64_t PickHeld(uint32_t holds, const std::vector<double>& weights, int64_t first, int64_t last,
+                 double u, int64_t none) {
+  int64_t chosen = none;
+  for (int64_t p = first; p <= last; ++p) {
+    if (!((holds >> p) & 1u)) continue;
+    chosen = p;
+    u -= weights[static_cast<size_t>(p - first)];
+    if (u < 0) break;
+  }
+  return chosen;
+}
+
 // The simulated annotator of the hierarchical vocabulary: the generic predicate when no specific
 // one holds; otherwise the generic one with probability generic_bias, else one of the specific
 // ones that hold, drawn by specific_weights. Both draws are made whatever the first one gives, so
 // that the same scenes annotated with two biases differ only in the predicates written.
 int64_t AnnotateHierarchical(uint32_t holds, const SceneGraphMosaicOptions& o, kd::Rng& rng) {
   const int64_t generic = ((holds >> kGenericNear) & 1u) != 0 ? kGenericNear : kGenericOn;
-  double total = 0;
-  for (int64_t p = kNumGenericPredicates + 1; p <= kNumHierarchicalPredicates; ++p) {
-    if ((holds >> p) & 1u) total += o.specific_weights[p - kNumGenericPredicates - 1];
-  }
+  constexpr int64_t kFirstSpecific = kNumGenericPredicates + 1;
+  const double total =
+      HeldWeight(holds, o.specific_weights, kFirstSpecific, kNumHierarchicalPredicates);
   if (total == 0) return generic;
   const bool write_generic = rng.Bernoulli(o.generic_bias);
-  double u = rng.Uniform() * total;
-  int64_t specific = generic;
-  for (int64_t p = kNumGenericPredicates + 1; p <= kNumHierarchicalPredicates; ++p) {
-    if (!((holds >> p) & 1u)) continue;
-    specific = p;
-    u -= o.specific_weights[p - kNumGenericPredicates - 1];
-    if (u < 0) break;
-  }
+  const int64_t specific = PickHeld(holds, o.specific_weights, kFirstSpecific,
+                                    kNumHierarchicalPredicates, rng.Uniform() * total, generic);
   return write_generic ? generic : specific;
 }
 
@@ -254,17 +270,9 @@ SceneLayout SceneGraphComposer::Layout(int64_t index) const {
       }
       relation.predicates = TruePredicates(layout.items[s].box, layout.items[t].box);
       if (relation.predicates == 0) continue;
-      double total = 0;
-      for (int64_t p = 1; p <= kNumPredicates; ++p) {
-        if ((relation.predicates >> p) & 1u) total += o.predicate_weights[p - 1];
-      }
-      double u = rng.Uniform() * total;
-      for (int64_t p = 1; p <= kNumPredicates; ++p) {
-        if (!((relation.predicates >> p) & 1u)) continue;
-        relation.predicate = p;
-        u -= o.predicate_weights[p - 1];
-        if (u < 0) break;
-      }
+      const double total = HeldWeight(relation.predicates, o.predicate_weights, 1, kNumPredicates);
+      relation.predicate = PickHeld(relation.predicates, o.predicate_weights, 1, kNumPredicates,
+                                    rng.Uniform() * total, relation.predicate);
       layout.relations.push_back(relation);
     }
   }

@@ -14,10 +14,16 @@ namespace kd::host {
 
 namespace fs = std::filesystem;
 
-bool StageConfig::IsArtifactStage() const {
-  const CNode* artifacts = config->Get("artifacts");
+namespace {
+
+bool MakesArtifacts(const CNode& config) {
+  const CNode* artifacts = config.Get("artifacts");
   return artifacts != nullptr && artifacts->is_array() && !artifacts->array().empty();
 }
+
+}  // namespace
+
+bool StageConfig::IsArtifactStage() const { return MakesArtifacts(*config); }
 
 const StageConfig* ResolvedConfig::FindStage(absl::string_view name) const {
   for (const StageConfig& stage : stages) {
@@ -407,8 +413,7 @@ absl::StatusOr<ResolvedConfig> ResolveLoadedConfig(const Host& host, CNode root,
       }
       // A stage that makes artefacts trains nothing: an inherited train.init_from_stage (a
       // pipeline's shared pretraining) does not make it wait for that stage.
-      const CNode* artifacts = config.Get("artifacts");
-      if (artifacts != nullptr && artifacts->is_array() && !artifacts->array().empty()) {
+      if (MakesArtifacts(config)) {
         CNode untrained = config;
         untrained.table().erase("train");
         KD_RETURN_IF_ERROR(CollectDeps(untrained, "", earlier, stage.deps));

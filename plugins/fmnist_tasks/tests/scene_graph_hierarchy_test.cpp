@@ -199,6 +199,13 @@ TEST_CASE("SceneGraphMosaic with the hierarchical vocabulary reports it and coun
                                       root),
       Contains("specific_weights") && Contains("7 in the order left of, right of") &&
           Contains("got 2"));
+  CHECK_THROWS_WITH(
+      kd::test::Make<kd::Dataset>(kd::Kind::kDataset,
+                                  "type = \"fmnist_tasks::SceneGraphMosaic\"\nvocabulary = "
+                                  "\"hierarchical\"\nspecific_weights = [1.0, 1.0, 1.0, 1.0, "
+                                  "0.0, 1.0, 1.0]\n" +
+                                      root),
+      Contains("specific_weights") && Contains("the weight of \"standing on\" is 0"));
 }
 
 TEST_CASE("The hierarchical vocabulary's default train split has the statistics docs report") {

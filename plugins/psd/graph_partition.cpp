@@ -62,28 +62,39 @@ torch::Tensor SpectralEmbedding(const torch::Tensor& affinity, int64_t k) {
 
 namespace {
 
-// k-means++ seeding: the first centre uniformly, each next one with probability proportional to
-// the squared distance to the nearest centre so far.
+// Greedy k-means++ seeding as sklearn's `_kmeans_plusplus` does it: the first centre uniformly;
+// for each next one, 2 + ⌊ln k⌋ candidates drawn with probability proportional to the squared
+// distance to the nearest centre so far, and the candidate that leaves the lowest potential
+// (the sum of those squared distances once it is added) kept.
 torch::Tensor SeedCentres(const torch::Tensor& points, int64_t k, kd::Rng& rng) {
   const int64_t n = points.size(0);
+  const int64_t trials = 2 + static_cast<int64_t>(std::log(static_cast<double>(k)));
   std::vector<int64_t> chosen = {rng.UniformInt(0, n - 1)};
   torch::Tensor nearest = (points - points[chosen[0]]).pow(2).sum(1);
+  double potential = nearest.sum().item<double>();
   while (static_cast<int64_t>(chosen.size()) < k) {
-    const double total = nearest.sum().item<double>();
-    int64_t next = -1;
-    if (total > 0) {
-      double target = rng.Uniform() * total;
-      for (int64_t i = 0; i < n; ++i) {
-        target -= nearest[i].item<double>();
-        if (target < 0) {
-          next = i;
-          break;
-        }
+    const torch::Tensor cumulative = nearest.cumsum(0);
+    const double* cum = cumulative.data_ptr<double>();
+    int64_t best = -1;
+    double best_potential = std::numeric_limits<double>::infinity();
+    torch::Tensor best_nearest;
+    for (int64_t t = 0; t < trials; ++t) {
+      // np.searchsorted(cumsum, u · potential), clipped to the last point.
+      const double target = rng.Uniform() * potential;
+      const int64_t candidate =
+          std::min<int64_t>(std::lower_bound(cum, cum + n, target) - cum, n - 1);
+      const torch::Tensor updated =
+          torch::minimum(nearest, (points - points[candidate]).pow(2).sum(1));
+      const double candidate_potential = updated.sum().item<double>();
+      if (candidate_potential < best_potential) {
+        best = candidate;
+        best_potential = candidate_potential;
+        best_nearest = updated;
       }
     }
-    if (next < 0) next = nearest.argmax().item<int64_t>();
-    chosen.push_back(next);
-    nearest = torch::minimum(nearest, (points - points[next]).pow(2).sum(1));
+    chosen.push_back(best);
+    nearest = best_nearest;
+    potential = best_potential;
   }
   return points.index_select(0, torch::tensor(chosen));
 }

@@ -46,8 +46,8 @@ struct KMeansResult {
   std::vector<int64_t> assignment;
   double inertia = 0;
 };
-// Lloyd's k-means with k-means++ seeding, `n_init` seeded restarts, the lowest inertia kept.
-// `points` [n, d]. Deterministic for a seed.
+// Lloyd's k-means with sklearn's greedy k-means++ seeding (2 + ⌊ln k⌋ candidates per centre),
+// `n_init` seeded restarts, the lowest inertia kept. `points` [n, d]. Deterministic for a seed.
 KMeansResult KMeans(const torch::Tensor& points, int64_t k, int64_t n_init, uint64_t seed);
 
 // Calinski–Harabasz score of `assignment` on `points` [n, d], as sklearn computes it (1 when the
@@ -60,7 +60,9 @@ psd::LabelPartition GroupsOf(const std::vector<int64_t>& assignment);
 
 // The partition of W into k groups: `restarts` spectral clusterings (k-means with `n_init`
 // restarts each, seeds derived from `seed`), the one with the highest Calinski–Harabasz score on
-// the rows of W kept.
+// the rows of W kept. The official code's partition script runs SpectralClustering
+// (affinity = 'precomputed', n_init = 20) once for each of four `gamma` values, which a precomputed
+// affinity ignores, so its search is restarts = 4, n_init = 20: the partitioners' defaults.
 psd::LabelPartition SpectralPartition(const torch::Tensor& affinity, int64_t k, int64_t restarts,
                                       int64_t n_init, uint64_t seed);
 

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -312,4 +313,46 @@ TEST_CASE("label statistics that cannot be counts are refused with file, line an
              Catch::Contains("labels 0 and 1 co-occur in 5 images, more than label 1 occurs in "
                              "(2)"));
   CHECK_THAT(refused("{\"cooccurrence\": [[0]]}"), Catch::Contains("s.json: no \"label_counts\""));
+}
+
+namespace {
+
+// Groups as sets: each group's labels ascending, the groups ordered by their first label.
+std::vector<std::vector<int64_t>> AsSets(psd::LabelPartition partition) {
+  for (auto& group : partition.groups) std::sort(group.begin(), group.end());
+  std::sort(partition.groups.begin(), partition.groups.end());
+  return partition.groups;
+}
+
+std::string ReadFixture(const std::string& name) {
+  std::ifstream in(kd::test::SourceDir() / "plugins" / "psd" / "tests" / "data" / name);
+  REQUIRE(in.good());
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the default search reproduces the released COCO partitions, CGP for K = 2, 3, 5, 8 and DGP "
+    "for K = 2") {
+  // tests/data/README.md: ML-GCN's COCO-2014 training statistics (80 labels in alphabetical
+  // order) and the official CGP partition files made from them with the official script.
+  const std::string statistics = ReadFixture("coco2014_ml_gcn_statistics.json");
+  for (int k : {2, 3, 5, 8}) {
+    INFO("K = " << k);
+    const std::string released = absl::StrCat("cpsd_coco_cgp_k", k, ".json");
+    const psd::LabelPartition expected =
+        kd::ValueOrThrow(psd::PartitionFromJson(ReadFixture(released), released));
+    const auto made =
+        PartitionOfStatistics(absl::StrCat("type = \"psd::CGP\"\ngroups = ", k), statistics);
+    CHECK(AsSets(made.first) == AsSets(expected));
+  }
+  // DGP with its default γ = 1/3 gives the released K = 2 file (the only DGP file the official
+  // search reproduces reliably: docs/methods/psd.md).
+  const psd::LabelPartition dgp = kd::ValueOrThrow(
+      psd::PartitionFromJson(ReadFixture("cpsd_coco_dgp_k2.json"), "cpsd_coco_dgp_k2.json"));
+  CHECK(AsSets(PartitionOfStatistics("type = \"psd::DGP\"\ngroups = 2", statistics).first) ==
+        AsSets(dgp));
 }

@@ -235,6 +235,11 @@ TEST_CASE("validation errors point at file:line:column and the key path") {
   check("[train]\nlr = 0.1\n",
         "patch.toml:2:6: train.lr: unknown option for train; known: max_epochs,");
   check("[train]\nlr = 0.1\n", "log_interval; did you mean train.optimizer.lr?");
+  // A key that lives in another table of the config is pointed there, at any depth.
+  check("[run]\nmax_epochs = 3\n",
+        "patch.toml:2:14: run.max_epochs: unknown option for run; known: ");
+  check("[run]\nmax_epochs = 3\n", "; did you mean train.max_epochs?");
+  check("[loader]\nmomentum = 0.5\n", "; did you mean train.optimizer.momentum?");
   check("[data.train]\n_replace = true\nnum_samples = 3\n",
         "data.train: a dataset table needs `type = \"<name>\"`");
 }

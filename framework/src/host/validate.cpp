@@ -170,6 +170,72 @@ absl::Status CheckOption(CNode& node, const OptionSpec& spec, const Registry& re
 
 namespace {
 
+// The whole config under validation (the root table and its schema), while ValidateTable runs on
+// it, so that an unknown key can be looked for in every other table.
+struct RootUnderValidation {
+  const CNode* table = nullptr;
+  const Schema* schema = nullptr;
+};
+thread_local RootUnderValidation root_under_validation;
+
+// Appends to `out` the path of every table under `table` (validated by `schema`; null when the
+// config leaves it out) that takes an option named `key`.
+void FindOption(const CNode* table, const Schema& schema, const Registry& registry,
+                const std::string& path, const std::string& key, std::vector<std::string>& out) {
+  if (schema.Find(key) != nullptr) out.push_back(JoinKey(path, key));
+  for (const OptionSpec& spec : schema.options()) {
+    const CNode* child = table != nullptr && table->is_table() ? table->Get(spec.name) : nullptr;
+    const std::string child_path = JoinKey(path, spec.name);
+    const auto component = [&](const CNode* node, const std::string& at) {
+      const CNode* type = node != nullptr && node->is_table() ? node->Get("type") : nullptr;
+      if (type == nullptr || !type->is_string()) return;
+      auto info = registry.Find(spec.component_kind, type->as_string());
+      if (info.ok()) FindOption(node, (*info)->schema, registry, at, key, out);
+    };
+    switch (spec.type) {
+      case OptionType::kTable:
+        FindOption(child, *spec.table, registry, child_path, key, out);
+        break;
+      case OptionType::kComponent:
+        component(child, child_path);
+        break;
+      case OptionType::kComponentList:
+      case OptionType::kTableList:
+        if (child == nullptr || !child->is_array()) break;
+        for (size_t i = 0; i < child->array().size(); ++i) {
+          const std::string at = absl::StrCat(child_path, "[", i, "]");
+          if (spec.type == OptionType::kTableList) {
+            FindOption(&child->array()[i], *spec.table, registry, at, key, out);
+          } else {
+            component(&child->array()[i], at);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Where else in the config under validation `key` is an option, nearest to `key_path` first
+// (the longest common prefix of the paths, then the shortest path).
+std::vector<std::string> ElsewhereInConfig(const Registry& registry, const std::string& key_path,
+                                           const std::string& key) {
+  std::vector<std::string> found;
+  if (root_under_validation.table == nullptr) return found;
+  FindOption(root_under_validation.table, *root_under_validation.schema, registry, "", key, found);
+  const auto shared = [&](const std::string& path) {
+    size_t n = 0;
+    while (n < path.size() && n < key_path.size() && path[n] == key_path[n]) ++n;
+    return n;
+  };
+  std::stable_sort(found.begin(), found.end(), [&](const std::string& a, const std::string& b) {
+    if (shared(a) != shared(b)) return shared(a) > shared(b);
+    return a.size() < b.size();
+  });
+  return found;
+}
+
 absl::Status ValidateOptions(CNode& table, const Schema& schema, const Registry& registry,
                              const std::string& key_path, const std::string& owner,
                              bool is_component) {
@@ -185,18 +251,20 @@ absl::Status ValidateOptions(CNode& table, const Schema& schema, const Registry&
       absl::StrAppend(&message, "; known: ", absl::StrJoin(known, ", "));
     }
     std::vector<std::string> near = NearestNames(key, known);
-    // A key that belongs to a component inside this table (train.lr for train.optimizer.lr).
-    for (const OptionSpec& spec : schema.options()) {
-      const CNode* child = table.Get(spec.name);
-      const CNode* type = child != nullptr && child->is_table() ? child->Get("type") : nullptr;
-      if (spec.type != OptionType::kComponent || type == nullptr || !type->is_string()) continue;
-      auto info = registry.Find(spec.component_kind, type->as_string());
-      if (info.ok() && (*info)->schema.Find(key) != nullptr) {
-        near.insert(near.begin(), JoinKey(JoinKey(key_path, spec.name), key));
-        break;
-      }
+    // A key that is an option elsewhere: in a component inside this table (train.lr for
+    // train.optimizer.lr), or in another table of the config (run.max_epochs for
+    // train.max_epochs), the nearest first.
+    std::vector<std::string> elsewhere = ElsewhereInConfig(registry, key_path, key);
+    if (elsewhere.empty()) {
+      // Validating a table on its own: its components are all there is to search.
+      FindOption(&table, schema, registry, key_path, key, elsewhere);
     }
-    if (!near.empty()) absl::StrAppend(&message, "; did you mean ", near.front(), "?");
+    if (!elsewhere.empty()) {
+      if (elsewhere.size() > 3) elsewhere.resize(3);
+      absl::StrAppend(&message, "; did you mean ", absl::StrJoin(elsewhere, " or "), "?");
+    } else if (!near.empty()) {
+      absl::StrAppend(&message, "; did you mean ", near.front(), "?");
+    }
     if (is_component) absl::StrAppend(&message, " (see `kdhost describe ", owner, "`)");
     return Invalid(node, JoinKey(key_path, key), message);
   }
@@ -229,6 +297,13 @@ absl::Status ValidateOptions(CNode& table, const Schema& schema, const Registry&
 
 absl::Status ValidateTable(CNode& table, const Schema& schema, const Registry& registry,
                            const std::string& key_path, const std::string& owner) {
+  if (!key_path.empty() || root_under_validation.table != nullptr) {
+    return ValidateOptions(table, schema, registry, key_path, owner, false);
+  }
+  struct Scope {
+    Scope(const CNode* t, const Schema* s) { root_under_validation = {t, s}; }
+    ~Scope() { root_under_validation = {}; }
+  } scope(&table, &schema);
   return ValidateOptions(table, schema, registry, key_path, owner, false);
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -261,7 +262,7 @@ TEST_CASE("the bench timer skips min(2, steps / 4) warm-up steps and reports per
 TEST_CASE("the training log records the window's mean terms, their sum as loss, and evaluations") {
   const fs::path dir = kd::test::ScratchDir("train_log");
   {
-    TrainLog log("student", 4, false, true, dir, 1);
+    TrainLog log("student", 4, false, true, dir, 1, torch::kCPU);
     log.StartLoop(0);
     // Step 1: two micro-batches (accumulate 2) with loss.a = 1 and 3, loss.b = 2 and 2.
     log.AddMicroBatch({{"loss.a", torch::tensor(1.0)}, {"loss.b", torch::tensor(2.0)}}, 2, 8);
@@ -297,6 +298,35 @@ TEST_CASE("the training log records the window's mean terms, their sum as loss, 
         "[student] epoch 2/6 step 16/48: mAP 31.9800; best mAP 33.1000 at step 8");
   CHECK(kd::host::EvaluationLine("s", 48, 48, 6, 6, {{"mAP", 40.0}}, "") ==
         "[s] epoch 6/6 step 48/48: mAP 40.0000");
+  // The training record carries the share of time spent waiting for data and the memory: this
+  // process's resident memory on the CPU, at least the 4 MiB a process with torch loaded holds.
+  std::smatch m;
+  REQUIRE(std::regex_search(train, m, std::regex("\"data_fraction\": ([-0-9.e]+)")));
+  CHECK(std::stod(m[1]) >= 0.0);
+  CHECK(std::stod(m[1]) <= 1.0);
+  REQUIRE(std::regex_search(train, m, std::regex("\"memory_bytes\": ([0-9]+)")));
+  CHECK(std::stoll(m[1]) > 4LL * 1024 * 1024);
+  CHECK(kd::host::ResidentBytes() > 4LL * 1024 * 1024);
+}
+
+TEST_CASE("the live line shows the terms, the rate, the data share, the memory and the ETA") {
+  kd::host::Progress::Window window;
+  window.terms = {{"loss", 0.25}, {"loss.bce", 0.25}};
+  window.lr = 0.002;
+  window.samples_per_second = 950.4;
+  window.data_fraction = 0.042;
+  window.memory_bytes = 412LL * 1024 * 1024;
+  window.eta_seconds = 21.2;
+  CHECK(kd::host::Progress::Format("student", 10, 372, 0, 6, window) ==
+        "[student] epoch 1/6 step 10/372 loss 0.25 loss.bce 0.25 lr 0.002 950 samples/s data 4% "
+        "mem 412 MiB ETA 0:21");
+  // 1.5 GiB; without a data share or a memory figure neither is shown.
+  window.memory_bytes = 1536LL * 1024 * 1024;
+  CHECK_THAT(kd::host::Progress::Format("s", 1, 2, 1, 2, window), Catch::Contains("mem 1.5 GiB"));
+  window.data_fraction = -1;
+  window.memory_bytes = 0;
+  CHECK(kd::host::Progress::Format("s", 1, 2, 1, 2, window) ==
+        "[s] epoch 2/2 step 1/2 loss 0.25 loss.bce 0.25 lr 0.002 950 samples/s ETA 0:21");
 }
 
 TEST_CASE("channels_last re-lays 4-D weights and image batches without changing a value") {

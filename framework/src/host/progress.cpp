@@ -22,15 +22,31 @@ std::string Progress::FormatDuration(double seconds) {
   return absl::StrFormat("%d:%02d", s / 60, s % 60);
 }
 
-void Progress::Update(int64_t step, int64_t epoch, int64_t total_epochs,
-                      const std::vector<std::pair<std::string, double>>& terms, double lr,
-                      double samples_per_second, double eta_seconds) {
+std::string Progress::FormatBytes(int64_t bytes) {
+  const double mib = static_cast<double>(bytes) / (1024.0 * 1024.0);
+  if (mib >= 1024.0) return absl::StrFormat("%.1f GiB", mib / 1024.0);
+  return absl::StrFormat("%.0f MiB", mib);
+}
+
+std::string Progress::Format(const std::string& stage, int64_t step, int64_t total_steps,
+                             int64_t epoch, int64_t total_epochs, const Window& window) {
+  std::string line = absl::StrFormat("[%s] epoch %d/%d step %d/%d", stage, epoch + 1, total_epochs,
+                                     step, total_steps);
+  for (const auto& [name, value] : window.terms) {
+    absl::StrAppendFormat(&line, " %s %.4g", name, value);
+  }
+  absl::StrAppendFormat(&line, " lr %.3g %.0f samples/s", window.lr, window.samples_per_second);
+  if (window.data_fraction >= 0) {
+    absl::StrAppendFormat(&line, " data %.0f%%", 100.0 * window.data_fraction);
+  }
+  if (window.memory_bytes > 0) absl::StrAppend(&line, " mem ", FormatBytes(window.memory_bytes));
+  absl::StrAppend(&line, " ETA ", FormatDuration(window.eta_seconds));
+  return line;
+}
+
+void Progress::Update(int64_t step, int64_t epoch, int64_t total_epochs, const Window& window) {
   if (!enabled_) return;
-  std::string line = absl::StrFormat("[%s] epoch %d/%d step %d/%d", stage_, epoch + 1, total_epochs,
-                                     step, total_steps_);
-  for (const auto& [name, value] : terms) absl::StrAppendFormat(&line, " %s %.4g", name, value);
-  absl::StrAppendFormat(&line, " lr %.3g %.0f samples/s ETA %s", lr, samples_per_second,
-                        FormatDuration(eta_seconds));
+  const std::string line = Format(stage_, step, total_steps_, epoch, total_epochs, window);
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s", line.c_str());
     live_ = true;

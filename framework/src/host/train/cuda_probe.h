@@ -46,4 +46,9 @@ class CudaProbe {
   std::unique_ptr<Impl> impl_;
 };
 
+// The most bytes the caching allocator has handed out at once on CUDA `device` since the process
+// started (or since a CudaProbe reset it); 0 for another device or a build without CUDA. It reads
+// the allocator's counters and does not wait for the device.
+int64_t CudaPeakAllocated(const torch::Device& device);
+
 }  // namespace kd::host

@@ -74,6 +74,14 @@ int64_t CudaProbe::peak_bytes() const {
       .peak;
 }
 
+int64_t CudaPeakAllocated(const torch::Device& device) {
+  if (!device.is_cuda()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+      device.has_index() ? device.index() : c10::cuda::current_device());
+  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+      .peak;
+}
+
 CudaProbe::Uncounted::Uncounted(CudaProbe* probe) : probe_(probe) {
   if (probe_ != nullptr && probe_->active()) {
     saved_ = static_cast<int>(c10::cuda::warning_state().get_sync_debug_mode());

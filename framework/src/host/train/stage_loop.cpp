@@ -68,7 +68,7 @@ void StageTrainer::BeginRun(bool bench) {
   rank_sync_.Reseed(step_);
   log_ = std::make_unique<TrainLog>(stage_.name, bench ? options_.bench_steps : total_steps_,
                                     options_.progress && main_, writes, stage_.dir,
-                                    dist_ ? dist_->world_size() : 1);
+                                    dist_ ? dist_->world_size() : 1, device_);
   if (main_) {
     // At once, before the first step: what this stage will do, and where.
     log_->Line(absl::StrFormat(
@@ -110,10 +110,12 @@ StageTrainer::After StageTrainer::RunEpoch(Loop& loop) {
   auto epoch = train_loader_->Start(epoch_, batch_in_epoch_);
   while (batch_in_epoch_ < batches_this_epoch && step_ < loop.target && step_ < loop.stop_at) {
     loop.timer->Start();
+    const auto waited_from = std::chrono::steady_clock::now();
     std::optional<TensorDict> host_batch = epoch->Next();
     if (!host_batch) break;
     const TensorDict batch = train_.channels_last ? ChannelsLastBatch(host_batch->To(device_, true))
                                                   : host_batch->To(device_, true);
+    log_->AddDataWait(SecondsSince(waited_from));
     loop.timer->Lap(BenchTimer::kData);
     if (MicroBatch(batch, loop) == After::kStopped) return After::kStopped;
   }

@@ -1,7 +1,13 @@
 #include "host/train/train_log.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "host/train/cuda_probe.h"
 #include "kd/error.h"
 
 namespace kd::host {
@@ -16,12 +22,20 @@ std::string FormatMetrics(const std::vector<MetricValue>& metrics) {
   return absl::StrJoin(parts, ", ");
 }
 
+int64_t ResidentBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t size = 0, resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  return resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
 TrainLog::TrainLog(std::string stage, int64_t total_steps, bool progress, bool writes,
-                   const std::filesystem::path& dir, int processes)
+                   const std::filesystem::path& dir, int processes, const torch::Device& device)
     : stage_(std::move(stage)),
       total_steps_(total_steps),
       processes_(processes),
-      progress_(std::make_unique<Progress>(stage_, total_steps, progress)) {
+      progress_(std::make_unique<Progress>(stage_, total_steps, progress)),
+      device_(device) {
   if (writes) {
     log_ = std::make_unique<MetricsLog>();
     ThrowIfError(log_->Open(dir / "metrics.jsonl"));
@@ -75,14 +89,25 @@ void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t
   // Samples per second over all processes (rank 0's count times the processes).
   const double rate = elapsed > 0 ? window_samples_ * processes_ / elapsed : 0;
   const double per_step = SecondsSince(loop_start_) / static_cast<double>(step - start_step_);
-  const std::vector<std::pair<std::string, double>> shown = WindowMeans();
-  progress_->Update(step, epoch, total_epochs, shown, lr, rate,
-                    per_step * static_cast<double>(target - step));
+  Progress::Window window;
+  window.terms = WindowMeans();
+  window.lr = lr;
+  window.samples_per_second = rate;
+  window.data_fraction = elapsed > 0 ? std::min(1.0, window_data_seconds_ / elapsed) : -1;
+  window.memory_bytes = device_.is_cuda() ? CudaPeakAllocated(device_) : ResidentBytes();
+  window.eta_seconds = per_step * static_cast<double>(target - step);
+  progress_->Update(step, epoch, total_epochs, window);
   if (log_) {
     std::vector<std::pair<std::string, MetricsLog::Value>> record = {
-        {"stage", stage_}, {"kind", std::string("train")}, {"step", step}, {"epoch", epoch},
-        {"lr", lr},        {"samples_per_s", rate}};
-    for (const auto& [name, value] : shown) {
+        {"stage", stage_},
+        {"kind", std::string("train")},
+        {"step", step},
+        {"epoch", epoch},
+        {"lr", lr},
+        {"samples_per_s", rate},
+        {"data_fraction", window.data_fraction},
+        {"memory_bytes", window.memory_bytes}};
+    for (const auto& [name, value] : window.terms) {
       record.emplace_back(name, value);
       ThrowIfError(tb_->AddScalar("train/" + name, value, step));
     }
@@ -92,6 +117,7 @@ void TrainLog::Report(int64_t step, int64_t epoch, int64_t total_epochs, int64_t
   window_terms_.clear();
   window_steps_ = 0;
   window_samples_ = 0;
+  window_data_seconds_ = 0;
   window_start_ = Clock::now();
 }
 

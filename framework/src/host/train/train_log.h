@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include <torch/types.h>
+
 #include "host/event_writer.h"
 #include "host/progress.h"
 #include "kd/metric.h"
@@ -22,8 +24,10 @@ class TrainLog {
  public:
   // `writes`: whether this process writes <dir>/metrics.jsonl and <dir>/tb/; `processes`
   // multiplies rank 0's sample rate into the job's.
+  // `device`: whose memory the live line shows (the process's resident memory on the CPU, the
+  // caching allocator's peak on CUDA).
   TrainLog(std::string stage, int64_t total_steps, bool progress, bool writes,
-           const std::filesystem::path& dir, int processes);
+           const std::filesystem::path& dir, int processes, const torch::Device& device);
 
   // A line of its own (ending any live progress line first).
   void Line(const std::string& text);
@@ -34,6 +38,8 @@ class TrainLog {
   // The same with the terms' values already on the host (the loop copies them in one go).
   void AddMicroBatch(const std::vector<std::pair<std::string, double>>& terms, int64_t accumulate,
                      int64_t samples);
+  // Time spent waiting for a batch (the loader and the copy to the device).
+  void AddDataWait(double seconds) { window_data_seconds_ += seconds; }
   // After an optimizer step: reports the window when `step` is a multiple of `interval` or the
   // last (`target`).
   void StepDone(int64_t step, int64_t epoch, int64_t total_epochs, int64_t target, int64_t interval,
@@ -61,8 +67,13 @@ class TrainLog {
   std::unique_ptr<TensorBoardWriter> tb_;
   std::map<std::string, double> window_terms_;
   int64_t window_steps_ = 0, window_samples_ = 0, start_step_ = 0;
+  double window_data_seconds_ = 0;
+  torch::Device device_;
   Clock::time_point window_start_, loop_start_;
 };
+
+// The resident memory of this process in bytes (Linux /proc/self/statm; 0 where unknown).
+int64_t ResidentBytes();
 
 // Seconds since `since`.
 double SecondsSince(std::chrono::steady_clock::time_point since);

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <regex>
 
 #include "host/checkpoint.h"
@@ -504,6 +506,27 @@ TEST_CASE("named ablation variants merge into the stage, keep the teacher and na
   REQUIRE(t4 != std::string::npos);
   REQUIRE(mse != std::string::npos);
   REQUIRE((alone < t1 && t1 < t4 && t4 < mse));
+  // Δ is the mean of the per-seed differences to the baseline, with its 95% interval:
+  // t(0.975, 1) = 12.7062 times |d0 − d1| / 2 for two pairs (sd / √2 = |d0 − d1| / 2).
+  std::map<std::pair<std::string, int>, double> map_of;
+  std::smatch row;
+  for (std::string rest = csv; std::regex_search(
+           rest, row, std::regex("\n\\d+,(\\w+),(\\d),done,[^,]*,[^,]*,[^,]*,([-0-9.e]+)"));
+       rest = row.suffix()) {
+    map_of[{row[1], std::stoi(row[2])}] = std::stod(row[3]);
+  }
+  const double d0 = map_of[{"kd_t4", 0}] - map_of[{"kd_t1", 0}];
+  const double d1 = map_of[{"kd_t4", 1}] - map_of[{"kd_t1", 1}];
+  const double half = 12.7062047 * std::abs(d0 - d1) / 2;
+  const std::string t4_row = md.substr(t4, md.find('\n', t4) - t4);
+  std::smatch cells;
+  REQUIRE(std::regex_search(t4_row, cells,
+                            std::regex("\\| ([-+0-9.]+) \\| \\[([-+0-9.]+), ([-+0-9.]+)\\] \\|$")));
+  // The table rounds to two decimals, the CSV to six digits.
+  CHECK(std::stod(cells[1]) == Approx((d0 + d1) / 2).margin(0.006));
+  CHECK(std::stod(cells[2]) == Approx((d0 + d1) / 2 - half).margin(0.006));
+  CHECK(std::stod(cells[3]) == Approx((d0 + d1) / 2 + half).margin(0.006));
+  CHECK_THAT(md, Contains("| kd_t1 (baseline) | 2/2 |") && Contains("| - | - |\n"));
   REQUIRE_THAT(md, Contains("- `alone`: stage `student`\n") &&
                        Contains("- `kd_t4`: distiller.temperature = 4.0\n") &&
                        Contains("- `mse`: distiller.type = \"LogitMSE\"\n"));

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 
 #include "absl/strings/str_format.h"
@@ -592,6 +593,18 @@ TEST_CASE("a failing ablation run is recorded with its error and the others comp
                             "the loss is not finite at step 3"));
   REQUIRE_THAT(*kd::host::ReadFile(plan->out / "results.csv"), Contains(",failed,"));
   REQUIRE(outcome->plot_error.empty());
+}
+
+TEST_CASE("paired differences have a 95% interval from Student's t over the pairs") {
+  // 0.37, 0.44, 0.25: mean 0.35333, sd 0.096090; t(0.975, 2) = 4.302653;
+  // half-width 4.302653 · 0.096090 / √3 = 0.238701
+  const kd::host::PairedDifference d = kd::host::PairedDifferences({0.37, 0.44, 0.25});
+  CHECK(d.pairs == 3);
+  CHECK(d.mean == Approx(0.353333).epsilon(1e-5));
+  CHECK(d.half_width == Approx(0.238701).epsilon(1e-5));
+  // Five pairs: t(0.975, 4) = 2.776445; 1, 2, 3, 4, 5 has sd √2.5, half-width 1.963243.
+  CHECK(kd::host::PairedDifferences({1, 2, 3, 4, 5}).half_width == Approx(1.963243).epsilon(1e-5));
+  CHECK(std::isnan(kd::host::PairedDifferences({0.5}).half_width));
 }
 
 TEST_CASE("ablation statistics are the mean and the sample standard deviation") {

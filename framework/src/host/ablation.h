@@ -111,4 +111,13 @@ absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan
 // Mean and sample standard deviation (0 for fewer than two values).
 std::pair<double, double> MeanStd(const std::vector<double>& values);
 
+// Paired differences (a variant's value minus the baseline's, one per seed both finished): their
+// mean and the half-width of its 95% confidence interval, t(0.975, n − 1) · sd / √n (Student's t
+// with n − 1 degrees of freedom); the half-width is NaN for fewer than two pairs.
+struct PairedDifference {
+  double mean = 0, half_width = 0;
+  int pairs = 0;
+};
+PairedDifference PairedDifferences(const std::vector<double>& differences);
+
 }  // namespace kd::host

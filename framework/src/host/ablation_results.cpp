@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <limits>
 #include <map>
+#include <optional>
+
+#include <boost/math/distributions/students_t.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -30,7 +33,48 @@ std::pair<double, double> MeanStd(const std::vector<double>& values) {
   return {mean, std::sqrt(squares / static_cast<double>(values.size() - 1))};
 }
 
+PairedDifference PairedDifferences(const std::vector<double>& differences) {
+  PairedDifference out;
+  out.pairs = static_cast<int>(differences.size());
+  const auto [mean, sd] = MeanStd(differences);
+  out.mean = mean;
+  if (out.pairs < 2) {
+    out.half_width = std::nan("");
+    return out;
+  }
+  const boost::math::students_t t(static_cast<double>(out.pairs - 1));
+  out.half_width = boost::math::quantile(t, 0.975) * sd / std::sqrt(static_cast<double>(out.pairs));
+  return out;
+}
+
 namespace {
+
+// The main metric's differences of `variant` to `baseline`, paired by seed over the runs of both
+// that finished.
+std::vector<double> PairedBySeed(const std::vector<AblationRow>& rows, const std::string& variant,
+                                 const std::string& baseline, const std::string& metric) {
+  const auto value = [&](const std::string& of, int64_t seed) -> std::optional<double> {
+    for (const AblationRow& row : rows) {
+      if (row.run->variant != of || row.run->seed != seed || row.status != "done") continue;
+      for (const MetricValue& m : row.metrics) {
+        if (m.name == metric) return m.value;
+      }
+    }
+    return std::nullopt;
+  };
+  std::vector<double> out;
+  std::vector<int64_t> seeds;
+  for (const AblationRow& row : rows) {
+    if (std::find(seeds.begin(), seeds.end(), row.run->seed) == seeds.end()) {
+      seeds.push_back(row.run->seed);
+    }
+  }
+  for (int64_t seed : seeds) {
+    const std::optional<double> a = value(variant, seed), b = value(baseline, seed);
+    if (a && b) out.push_back(*a - *b);
+  }
+  return out;
+}
 
 std::string CsvField(const std::string& text) {
   if (text.find_first_of(",\"\n") == std::string::npos) return text;
@@ -116,13 +160,14 @@ std::string ResultsMarkdown(const AblationPlan& plan, const std::vector<Ablation
       "# Ablation of stage `", plan.spec.stage, "`\n\nConfig `",
       plan.runs.front().config.file.string(), "`; seeds ", absl::StrJoin(seeds, ", "),
       "; mean ± sample standard deviation over the finished runs of each variant; **bold**: the "
-      "best mean of a column (higher is better); Δ: difference of the main metric (",
-      main_metric, ") to the baseline `", baseline, "`.\n\n| variant | runs |");
+      "best mean of a column (higher is better); Δ: the mean difference of the main metric (",
+      main_metric, ") to the baseline `", baseline,
+      "`, paired by seed over the seeds where both finished, with its 95% confidence interval "
+      "(Student's t over the pairs; none for fewer than two).\n\n| variant | runs |");
   for (const std::string& name : columns) absl::StrAppend(&md, " ", name, " |");
-  absl::StrAppend(&md, " Δ ", main_metric, " |\n|---|---|");
-  for (size_t i = 0; i <= columns.size(); ++i) absl::StrAppend(&md, "---|");
+  absl::StrAppend(&md, " Δ ", main_metric, " (paired) | 95% CI |\n|---|---|");
+  for (size_t i = 0; i <= columns.size() + 1; ++i) absl::StrAppend(&md, "---|");
   absl::StrAppend(&md, "\n");
-  const double baseline_mean = stats[baseline][main_metric].first;
   for (const std::string& variant : plan.variants) {
     absl::StrAppend(&md, "| ", variant, variant == baseline ? " (baseline)" : "", " | ",
                     finished[variant], "/", plan.spec.seeds.size(), " |");
@@ -132,12 +177,20 @@ std::string ResultsMarkdown(const AblationPlan& plan, const std::vector<Ablation
       if (best[name] == variant) cell = absl::StrCat("**", cell, "**");
       absl::StrAppend(&md, " ", cell, " |");
     }
-    const double mean = stats[variant][main_metric].first;
-    absl::StrAppend(&md, " ",
-                    variant == baseline || std::isnan(mean) || std::isnan(baseline_mean)
-                        ? std::string("-")
-                        : absl::StrFormat("%+.2f", mean - baseline_mean),
-                    " |\n");
+    const std::vector<double> differences =
+        variant == baseline ? std::vector<double>()
+                            : PairedBySeed(rows, variant, baseline, main_metric);
+    if (differences.empty()) {
+      absl::StrAppend(&md, " - | - |\n");
+      continue;
+    }
+    const PairedDifference d = PairedDifferences(differences);
+    absl::StrAppend(
+        &md, " ", absl::StrFormat("%+.2f", d.mean), " | ",
+        std::isnan(d.half_width)
+            ? std::string("-")
+            : absl::StrFormat("[%+.2f, %+.2f]", d.mean - d.half_width, d.mean + d.half_width),
+        " |\n");
   }
   if (!plan.spec.variants.empty()) {
     absl::StrAppend(&md, "\nVariants:\n\n");

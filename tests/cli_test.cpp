@@ -1019,3 +1019,22 @@ TEST_CASE("the LS-KD recipe of the pretrained regime runs on the hierarchical pr
   }
   CHECK_THAT(output, Contains("mR@20") && Contains("[motifs_iterative] initialised "));
 }
+
+TEST_CASE("the pretrained quickstart starts its teacher and both students from pretraining") {
+  const std::string output =
+      RunReducedRecipe("cli_quickstart_pretrained", "quickstart/kd_pretrained.toml",
+                       {"pretrain_resnet18", "pretrain_smallcnn"},
+                       " --set data.train.num_samples=128 --set data.val.num_samples=64"
+                       " --set stages.teacher.train.max_epochs=1 --set loader.batch_size=32");
+  for (const char* stage : {"teacher", "student", "student_kd"}) CHECK(Trained(output, stage));
+  // The teacher from the ResNet-18 stage, both students from the same SmallCNN stage; only the
+  // backbones' tensors are loaded (the 10-class pretraining head is left out by init_prefix).
+  const std::regex from(R"(\[(\w+)\] initialised \d+ tensors from \S+/pretrain_runs/(\w+)-)");
+  std::map<std::string, std::string> source;
+  for (std::sregex_iterator it(output.begin(), output.end(), from), end; it != end; ++it) {
+    source[(*it)[1]] = (*it)[2];
+  }
+  CHECK(source["teacher"] == "resnet18");
+  CHECK(source["student"] == "smallcnn_8_16_32");
+  CHECK(source["student_kd"] == "smallcnn_8_16_32");
+}

@@ -51,7 +51,8 @@ namespace {
 
 // The main metric's differences of `variant` to `baseline`, paired by seed over the runs of both
 // that finished.
-std::vector<double> PairedBySeed(const std::vector<AblationRow>& rows, const std::string& variant,
+std::vector<double> PairedBySeed(const std::vector<AblationRow>& rows,
+                                 const std::vector<int64_t>& seeds, const std::string& variant,
                                  const std::string& baseline, const std::string& metric) {
   const auto value = [&](const std::string& of, int64_t seed) -> std::optional<double> {
     for (const AblationRow& row : rows) {
@@ -63,12 +64,6 @@ std::vector<double> PairedBySeed(const std::vector<AblationRow>& rows, const std
     return std::nullopt;
   };
   std::vector<double> out;
-  std::vector<int64_t> seeds;
-  for (const AblationRow& row : rows) {
-    if (std::find(seeds.begin(), seeds.end(), row.run->seed) == seeds.end()) {
-      seeds.push_back(row.run->seed);
-    }
-  }
   for (int64_t seed : seeds) {
     const std::optional<double> a = value(variant, seed), b = value(baseline, seed);
     if (a && b) out.push_back(*a - *b);
@@ -179,7 +174,7 @@ std::string ResultsMarkdown(const AblationPlan& plan, const std::vector<Ablation
     }
     const std::vector<double> differences =
         variant == baseline ? std::vector<double>()
-                            : PairedBySeed(rows, variant, baseline, main_metric);
+                            : PairedBySeed(rows, plan.spec.seeds, variant, baseline, main_metric);
     if (differences.empty()) {
       absl::StrAppend(&md, " - | - |\n");
       continue;

@@ -68,10 +68,7 @@ void CudaProbe::ResetSyncs() {
 }
 
 int64_t CudaProbe::peak_bytes() const {
-  if (!impl_) return 0;
-  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(impl_->device);
-  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
-      .peak;
+  return impl_ ? CudaPeakAllocated(torch::Device(torch::kCUDA, impl_->device)) : 0;
 }
 
 int64_t CudaPeakAllocated(const torch::Device& device) {

@@ -180,7 +180,8 @@ TEST_CASE("kdhost plugins lists every plugin with its version and components") {
                                   Contains("backbone:    ResNet, SmallCNN") &&
                                   Contains("fmnist_tasks 0.1.0") &&
                                   Contains("distiller:   KD, LogitMSE, PixelKD, CWD, DKD, DIST, "
-                                           "Compose, FitNets, AT, SP, RKD, PKT") &&
+                                           "Compose, FitNets, AT, SP, RKD, PKT, PairwiseSKD, "
+                                           "CIRKD\n") &&
                                   Contains("mlic_heads 0.1.0") &&
                                   Contains("dataset:     MultiLabelMosaic, ColourMultiLabelMosaic, "
                                            "SegmentationMosaic, SceneGraphMosaic, SingleItem") &&

@@ -15,4 +15,7 @@ void RegisterCompose(kd::Registrar& registrar);
 // FitNets, AT, SP, RKD and PKT on feature taps.
 void RegisterFeatureDistillers(kd::Registrar& registrar);
 
+// PairwiseSKD and CIRKD: relations between the pixels of dense feature taps (segmentation).
+void RegisterSegDistillers(kd::Registrar& registrar);
+
 }  // namespace distillers

@@ -15,110 +15,26 @@
 #include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
+#include "tap_pairs.h"
 
 namespace distillers {
 
 namespace {
 
+// The student_taps documentation of the feature distillers.
+constexpr const char* kFeatureTapsDoc =
+    "the student's feature taps to match, e.g. [\"stage3\"] (`kdhost describe` lists a "
+    "backbone's taps)";
+
 kd::Schema FeatureDistillerSchema(double weight, const std::string& weight_doc) {
-  return kd::Schema()
-      .Table("teacher", kd::TeacherSchema(), "the teacher")
-      .Float("weight", weight, weight_doc)
-      .Required("student_taps", kd::OptionType::kStringList,
-                "the student's feature taps to match, e.g. [\"stage3\"] (`kdhost describe` "
-                "lists a backbone's taps)")
-      .StringList("teacher_taps", {},
-                  "the teacher's taps, one per student tap; empty: the same names");
+  return TapPairSchema(weight, weight_doc, kFeatureTapsDoc);
 }
 
-// Student and teacher features of one batch, pair by pair.
-struct FeaturePairs {
-  std::vector<torch::Tensor> student;
-  std::vector<torch::Tensor> teacher;
-};
-
-class FeatureDistiller : public kd::Distiller {
- public:
-  void MoveTeachers(const torch::Device& device) override { teacher_->to(device); }
-
+// The feature distillers' base: tap pairs, suggesting a SmallCNN stage in its messages.
+class FeatureDistiller : public TapPairDistiller {
  protected:
   FeatureDistiller(const kd::Options& options, const kd::BuildContext& ctx, std::string name)
-      : name_(std::move(name)),
-        student_taps_(options.StringList("student_taps")),
-        teacher_taps_(options.StringList("teacher_taps")),
-        weight_(options.Float("weight")) {
-    if (student_taps_.empty()) {
-      options.Fail("student_taps", "name at least one tap, e.g. student_taps = [\"stage3\"]");
-    }
-    if (teacher_taps_.empty()) teacher_taps_ = student_taps_;
-    if (teacher_taps_.size() != student_taps_.size()) {
-      options.Fail("teacher_taps",
-                   absl::StrCat("give one teacher tap per student tap: ", student_taps_.size(),
-                                " student taps, ", teacher_taps_.size(), " teacher taps"));
-    }
-    if (ctx.student() == nullptr) {
-      options.Fail("student_taps",
-                   "a feature distiller is built inside a training stage, which gives it the "
-                   "student to take taps from");
-    }
-    Guard(options, "student_taps", [&] { ctx.student()->SetTaps(student_taps_); });
-    teacher_ = ctx.LoadTeacher(options.Sub("teacher"));
-    Guard(options, "teacher_taps", [&] { teacher_->SetTaps(teacher_taps_); });
-    for (size_t i = 0; i < student_taps_.size(); ++i) {
-      Guard(options, "student_taps",
-            [&] { student_channels_.push_back(ctx.student()->TapChannels(student_taps_[i])); });
-      Guard(options, "teacher_taps",
-            [&] { teacher_channels_.push_back(teacher_->TapChannels(teacher_taps_[i])); });
-    }
-  }
-
-  FeaturePairs Features(const kd::TensorDict& batch, const kd::TensorDict& student_outputs) const {
-    FeaturePairs pairs;
-    for (const std::string& tap : student_taps_) pairs.student.push_back(Tap(student_outputs, tap));
-    torch::NoGradGuard no_grad;
-    const kd::TensorDict teacher_outputs = teacher_->Forward(batch);
-    for (const std::string& tap : teacher_taps_) {
-      pairs.teacher.push_back(Tap(teacher_outputs, tap).detach());
-    }
-    return pairs;
-  }
-
-  double weight() const { return weight_; }
-  size_t pairs() const { return student_taps_.size(); }
-  int64_t student_channels(size_t i) const { return student_channels_[i]; }
-  int64_t teacher_channels(size_t i) const { return teacher_channels_[i]; }
-  const std::string& name() const { return name_; }
-
- private:
-  // Runs `f`, turning its kd::Error into one located at the option `key`.
-  template <typename F>
-  void Guard(const kd::Options& options, const std::string& key, F&& f) const {
-    try {
-      f();
-    } catch (const kd::Error& e) {
-      options.Fail(key, absl::StrCat(name_, ": ", e.what()));
-    }
-  }
-
-  torch::Tensor Tap(const kd::TensorDict& outputs, const std::string& tap) const {
-    const std::string key = kd::TapKey(tap);
-    if (!outputs.contains(key)) {
-      throw kd::Error(absl::FailedPreconditionError(
-          absl::StrCat(name_, ": the model's outputs have no '", key,
-                       "' although the tap was requested; its model does not return the taps "
-                       "its backbone records (a model forwarding SetTaps must also pass the "
-                       "backbone's \"tap.*\" outputs on)")));
-    }
-    return outputs.at(key);
-  }
-
-  std::string name_;
-  std::vector<std::string> student_taps_;
-  std::vector<std::string> teacher_taps_;
-  std::vector<int64_t> student_channels_;
-  std::vector<int64_t> teacher_channels_;
-  std::shared_ptr<kd::Model> teacher_;
-  double weight_;
+      : TapPairDistiller(options, ctx, std::move(name), "stage3") {}
 };
 
 // A [B, C, H, W] feature as a [B, D] embedding: globally average-pooled, or flattened.

@@ -363,6 +363,7 @@ void Register(kd::Registrar& registrar) {
                 });
   RegisterCompose(registrar);
   RegisterFeatureDistillers(registrar);
+  RegisterSegDistillers(registrar);
 }
 
 }  // namespace
@@ -371,5 +372,6 @@ void Register(kd::Registrar& registrar) {
 
 KD_PLUGIN("0.1.0",
           "method-independent distillers: vanilla KD, logit MSE, DKD, DIST, pixel-wise KD, CWD, "
-          "the feature distillers FitNets, AT, SP, RKD and PKT, and Compose (several at once)",
+          "the feature distillers FitNets, AT, SP, RKD and PKT, structured KD's pair-wise term "
+          "and CIRKD for segmentation, and Compose (several at once)",
           distillers::Register);

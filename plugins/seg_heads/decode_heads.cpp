@@ -1,6 +1,8 @@
 // Segmentation heads on one backbone feature: DeepLabV3 (ASPP), PSPNet (pyramid pooling) and the
 // FCN head used as the auxiliary head on layer3. Each returns [B, K, h, w] logits at the feature's
-// resolution under `out_key`; the loss and the metric resize them to the labels.
+// resolution under `out_key`; the loss and the metric resize them to the labels. Each offers taps
+// of its own blocks (head_taps.h): the feature its classifier reads and, for DeepLabV3 and PSPNet,
+// the output of the ASPP or the pyramid.
 #include <torch/torch.h>
 
 #include <memory>
@@ -10,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "components.h"
 #include "head_inputs/head_inputs.h"
+#include "head_taps.h"
 #include "kd/batch_norm.h"
 #include "kd/model.h"
 #include "kd/registry.h"
@@ -98,20 +101,30 @@ class AsppImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Aspp);
 
-// torchvision's DeepLabHead (submodules 0 = ASPP, 1 = 3x3 conv, 2 = BN, 4 = classifier), with the
-// dropout CIRKD's head puts before the classifier.
-class DeepLabV3 : public kd::Head {
+// torchvision's DeepLabHead (submodules 0 = ASPP, 1 = 3x3 conv, 2 = BN, 3 = ReLU, 4 =
+// classifier), with the dropout CIRKD's head puts before the classifier. Taps: "0", the ASPP's
+// output (after its projection's dropout in training), and "3", the ReLU's output, which the
+// classifier reads (before the dropout).
+class DeepLabV3 : public TappedHead {
  public:
   explicit DeepLabV3(const HeadOptions& o)
-      : o_(o),
+      : TappedHead("seg_heads::DeepLabV3"),
+        o_(o),
         aspp_(register_module("0", Aspp(o.in_channels, o.channels, o.sizes))),
         conv_(register_module("1", Conv(o.channels, o.channels, 3))),
         bn_(register_module("2", kd::nn::BatchNorm2d(o.channels))),
-        classifier_(register_module("4", Conv(o.channels, o.num_classes, 1, 1, true))) {}
+        classifier_(register_module("4", Conv(o.channels, o.num_classes, 1, 1, true))) {
+    AddTap("0", o.channels);
+    AddTap("3", o.channels);
+  }
 
   kd::TensorDict Forward(const kd::TensorDict& features, const kd::TensorDict&) override {
-    torch::Tensor x = torch::relu(bn_(conv_(aspp_(features.at(o_.in_feature)))));
-    return {{o_.out_key, classifier_(torch::dropout(x, o_.dropout, is_training()))}};
+    const torch::Tensor aspp = aspp_(features.at(o_.in_feature));
+    const torch::Tensor x = torch::relu(bn_(conv_(aspp)));
+    kd::TensorDict outputs{{o_.out_key, classifier_(torch::dropout(x, o_.dropout, is_training()))}};
+    Record("0", aspp, outputs);
+    Record("3", x, outputs);
+    return outputs;
   }
 
  private:
@@ -124,11 +137,15 @@ class DeepLabV3 : public kd::Head {
 
 // PSPNet's pyramid pooling: the feature average-pooled to each bin size, reduced to in/4
 // channels, resized back and concatenated with the feature; then 3x3 conv to `channels`,
-// dropout and the classifier.
-class PspNet : public kd::Head {
+// dropout and the classifier. Taps: "ppm", the pyramid's branches concatenated with the feature
+// (the bottleneck's input), and "bottleneck", the feature the classifier reads (before the
+// dropout).
+class PspNet : public TappedHead {
  public:
   explicit PspNet(const HeadOptions& o)
-      : o_(o), stages_(register_module("ppm", torch::nn::ModuleList())) {
+      : TappedHead("seg_heads::PSPNet"),
+        o_(o),
+        stages_(register_module("ppm", torch::nn::ModuleList())) {
     const int64_t reduced = o.in_channels / static_cast<int64_t>(o.sizes.size());
     for (int64_t bin : o.sizes) {
       stages_->push_back(torch::nn::Sequential(torch::nn::AdaptiveAvgPool2d(bin),
@@ -139,6 +156,8 @@ class PspNet : public kd::Head {
         "bottleneck",
         ConvBnRelu(o.in_channels + reduced * static_cast<int64_t>(o.sizes.size()), o.channels, 3));
     classifier_ = register_module("classifier", Conv(o.channels, o.num_classes, 1, 1, true));
+    AddTap("ppm", o.in_channels + reduced * static_cast<int64_t>(o.sizes.size()));
+    AddTap("bottleneck", o.channels);
   }
 
   kd::TensorDict Forward(const kd::TensorDict& features, const kd::TensorDict&) override {
@@ -147,8 +166,12 @@ class PspNet : public kd::Head {
     for (const auto& stage : *stages_) {
       parts.push_back(ResizeTo(stage->as<torch::nn::Sequential>()->forward(x), x));
     }
-    torch::Tensor y = bottleneck_->forward(torch::cat(parts, 1));
-    return {{o_.out_key, classifier_(torch::dropout(y, o_.dropout, is_training()))}};
+    const torch::Tensor pyramid = torch::cat(parts, 1);
+    const torch::Tensor y = bottleneck_->forward(pyramid);
+    kd::TensorDict outputs{{o_.out_key, classifier_(torch::dropout(y, o_.dropout, is_training()))}};
+    Record("ppm", pyramid, outputs);
+    Record("bottleneck", y, outputs);
+    return outputs;
   }
 
  private:
@@ -158,18 +181,24 @@ class PspNet : public kd::Head {
   torch::nn::Conv2d classifier_{nullptr};
 };
 
-// torchvision's FCNHead (0 = 3x3 conv to in/4, 1 = BN, 4 = classifier; dropout between).
-class FcnHead : public kd::Head {
+// torchvision's FCNHead (0 = 3x3 conv to in/4, 1 = BN, 2 = ReLU, 4 = classifier; dropout
+// between). Tap: "2", the ReLU's output, which the classifier reads (before the dropout).
+class FcnHead : public TappedHead {
  public:
   explicit FcnHead(const HeadOptions& o)
-      : o_(o),
+      : TappedHead("seg_heads::FCNHead"),
+        o_(o),
         conv_(register_module("0", Conv(o.in_channels, Inner(o), 3))),
         bn_(register_module("1", kd::nn::BatchNorm2d(Inner(o)))),
-        classifier_(register_module("4", Conv(Inner(o), o.num_classes, 1, 1, true))) {}
+        classifier_(register_module("4", Conv(Inner(o), o.num_classes, 1, 1, true))) {
+    AddTap("2", Inner(o));
+  }
 
   kd::TensorDict Forward(const kd::TensorDict& features, const kd::TensorDict&) override {
-    torch::Tensor x = torch::relu(bn_(conv_(features.at(o_.in_feature))));
-    return {{o_.out_key, classifier_(torch::dropout(x, o_.dropout, is_training()))}};
+    const torch::Tensor x = torch::relu(bn_(conv_(features.at(o_.in_feature))));
+    kd::TensorDict outputs{{o_.out_key, classifier_(torch::dropout(x, o_.dropout, is_training()))}};
+    Record("2", x, outputs);
+    return outputs;
   }
 
  private:
@@ -199,7 +228,8 @@ kd::Schema HeadSchema(const char* default_out, const char* feature_doc) {
 void RegisterDecodeHeads(kd::Registrar& registrar) {
   registrar.Add(kd::Kind::kHead, "DeepLabV3",
                 "DeepLabV3 head: ASPP (1x1, dilated 3x3 per rate, image pooling) -> 3x3 conv -> "
-                "classifier (torchvision DeepLabHead names)",
+                "classifier (torchvision DeepLabHead names); taps 0 (the ASPP) and 3 (the "
+                "classifier's input), e.g. decode_head.3 in an EncoderDecoder",
                 HeadSchema("logits", "backbone feature to read; empty: the deepest")
                     .Int("channels", 256, "channels of every ASPP branch and of the 3x3 conv")
                     .Min(1)
@@ -213,7 +243,8 @@ void RegisterDecodeHeads(kd::Registrar& registrar) {
   registrar.Add(
       kd::Kind::kHead, "PSPNet",
       "PSPNet head: pyramid pooling over the bins, concatenated with the feature -> "
-      "3x3 conv -> classifier",
+      "3x3 conv -> classifier; taps ppm (the concatenation) and bottleneck (the classifier's "
+      "input), e.g. decode_head.bottleneck in an EncoderDecoder",
       HeadSchema("logits", "backbone feature to read; empty: the deepest")
           .Int("channels", 512, "channels of the 3x3 conv after the pyramid")
           .Min(1)
@@ -225,7 +256,7 @@ void RegisterDecodeHeads(kd::Registrar& registrar) {
   registrar.Add(
       kd::Kind::kHead, "FCNHead",
       "FCN head (the auxiliary head on layer3): 3x3 conv -> BN -> ReLU -> dropout -> classifier "
-      "(torchvision FCNHead names)",
+      "(torchvision FCNHead names); tap 2 (the classifier's input), e.g. aux_head.2",
       HeadSchema("aux_logits", "backbone feature to read, e.g. feat.layer3; empty: the deepest")
           .Int("channels", 0, "channels of the 3x3 conv; 0: a quarter of the input's")
           .Min(0),

@@ -1,14 +1,19 @@
 // seg_heads::EncoderDecoder: the segmentation model — a backbone, a decode head on its deepest
 // feature and an optional auxiliary head (FCN on layer3) — with optional flip and multi-scale
-// testing in evaluation.
+// testing in evaluation. Its feature taps are its backbone's and its heads' own (head_taps.h).
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "components.h"
+#include "head_taps.h"
+#include "kd/error.h"
 #include "kd/model.h"
 #include "kd/registry.h"
 
@@ -43,6 +48,8 @@ class EncoderDecoder : public kd::Model {
       aux_head_ = register_module(
           "aux_head", with_backbone.Build<kd::Head>(kd::Kind::kHead, options.Sub("aux_head")));
     }
+    decode_taps_ = Tapped(decode_head_.get(), "decode_head.");
+    if (aux_head_) aux_taps_ = Tapped(aux_head_.get(), "aux_head.");
   }
 
   kd::TensorDict Forward(const kd::TensorDict& batch) override {
@@ -57,14 +64,66 @@ class EncoderDecoder : public kd::Model {
     return outputs;
   }
 
-  // The backbone's feature taps.
-  std::vector<std::string> TapNames() const override { return backbone_->TapNames(); }
+  // The backbone's feature taps, then the decode head's ("decode_head.3") and the auxiliary
+  // head's ("aux_head.2").
+  std::vector<std::string> TapNames() const override {
+    std::vector<std::string> names = backbone_->TapNames();
+    for (const TappedHead* head : {decode_taps_, aux_taps_}) {
+      if (head == nullptr) continue;
+      const std::vector<std::string> own = head->TapNames();
+      names.insert(names.end(), own.begin(), own.end());
+    }
+    return names;
+  }
+
   int64_t TapChannels(const std::string& name) const override {
+    if (const TappedHead* head = HeadOf(name)) return head->TapChannels(name);
+    CheckKnown({name});
     return backbone_->TapChannels(name);
   }
-  void SetTaps(const std::vector<std::string>& names) override { backbone_->SetTaps(names); }
+
+  void SetTaps(const std::vector<std::string>& names) override {
+    CheckKnown(names);
+    std::vector<std::string> backbone;
+    std::vector<std::string> decode;
+    std::vector<std::string> aux;
+    for (const std::string& name : names) {
+      const TappedHead* head = HeadOf(name);
+      (head == nullptr ? backbone : head == decode_taps_ ? decode : aux).push_back(name);
+    }
+    if (!backbone.empty()) backbone_->SetTaps(backbone);
+    if (!decode.empty()) decode_taps_->SetTaps(decode);
+    if (!aux.empty()) aux_taps_->SetTaps(aux);
+  }
 
  private:
+  static TappedHead* Tapped(kd::Head* head, const std::string& prefix) {
+    auto* tapped = dynamic_cast<TappedHead*>(head);
+    if (tapped != nullptr) tapped->SetTapPrefix(prefix);
+    return tapped;
+  }
+
+  // The head whose tap `name` is; null for the backbone's taps and unknown names.
+  TappedHead* HeadOf(const std::string& name) const {
+    for (TappedHead* head : {decode_taps_, aux_taps_}) {
+      if (head != nullptr && head->HasTap(name)) return head;
+    }
+    return nullptr;
+  }
+
+  // Throws kd::Error naming the first of `names` that is no tap of the model, with every tap.
+  void CheckKnown(const std::vector<std::string>& names) const {
+    const std::vector<std::string> all = TapNames();
+    for (const std::string& name : names) {
+      if (std::find(all.begin(), all.end(), name) != all.end()) continue;
+      throw kd::Error(absl::NotFoundError(
+          absl::StrCat("seg_heads::EncoderDecoder has no feature tap '", name, "'; its taps are ",
+                       absl::StrJoin(all, ", "),
+                       " (its backbone's, then its heads' own, named decode_head.<module> and "
+                       "aux_head.<module>)")));
+    }
+  }
+
   // The mean of the softmax over every scale and flip, each resized to the image (align_corners),
   // returned as its log under "logits" ([B, K, H, W]; argmax and mIoU as of the mean).
   kd::TensorDict Augmented(const torch::Tensor& image, const kd::TensorDict& batch) {
@@ -104,6 +163,8 @@ class EncoderDecoder : public kd::Model {
   std::shared_ptr<kd::Backbone> backbone_;
   std::shared_ptr<kd::Head> decode_head_;
   std::shared_ptr<kd::Head> aux_head_;
+  TappedHead* decode_taps_ = nullptr;  // the heads, when they offer taps of their own
+  TappedHead* aux_taps_ = nullptr;
 };
 
 }  // namespace
@@ -112,7 +173,8 @@ void RegisterEncoderDecoder(kd::Registrar& registrar) {
   registrar.Add(
       kd::Kind::kModel, "EncoderDecoder",
       "segmentation model: backbone -> decode_head (logits) and optional aux_head (aux_logits) "
-      "at feature resolution; backbone features kept in the outputs",
+      "at feature resolution; backbone features kept in the outputs; feature taps of the "
+      "backbone and of the heads' blocks (decode_head.3, aux_head.2, ...)",
       kd::Schema()
           .Nested("backbone", kd::Kind::kBackbone, "the feature extractor (a dilated ResNet, ...)")
           .Nested("decode_head", kd::Kind::kHead, "the main head, e.g. seg_heads::DeepLabV3")

@@ -172,6 +172,77 @@ TEST_CASE("a bad teacher reference in the last stage fails before the first stag
   REQUIRE_FALSE(fs::exists(dir / "runs"));
 }
 
+TEST_CASE("a metric that does not fit the model fails before the first stage trains") {
+  const fs::path dir = kd::test::ScratchDir("cli_metric_fit");
+  const fs::path config = dir / "metric.toml";
+  const std::string work = " --set run.work_dir=" + (dir / "runs").string();
+  // The quickstart is multi-label: single-label accuracy in its last stage cannot read its labels.
+  kd::test::WriteText(config, "base = [\"" + Quickstart() +
+                                  "\"]\nplugins = [\"fmnist_tasks\", \"transforms\", \"resnet\", "
+                                  "\"mlic_heads\", \"distillers\", \"classification\"]\n"
+                                  "[[stages.student_kd.metrics]]\n"
+                                  "type = \"classification::Accuracy\"\n");
+  for (const char* mode : {"", " --dry-run"}) {
+    auto result = kd::test::RunCommand(Kdhost() + " run " + config.string() + work + mode);
+    INFO(result.output);
+    CHECK(result.exit_code == 2);
+    CHECK_THAT(result.output,
+               Contains(config.string() +
+                        ":3:1: metrics[0]: classification::Accuracy does not fit the model's "
+                        "outputs (stage 'student_kd', checked on 2 sample(s) of data.val before "
+                        "any stage trains)") &&
+                   Contains("The model gives logits [2, 10], ") &&
+                   Contains("the batch holds image [2, 1, 56, 56], labels [2, 10]."));
+  }
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+
+  // Top-5 accuracy of a 10-class task is fine, top-20 is not: said before the first of the
+  // pretraining stages trains.
+  const std::string pretrain =
+      (kd::test::SourceDir() / "configs" / "pretrain" / "fmnist_backbones.toml").string();
+  kd::test::WriteText(config, "base = [\"" + pretrain +
+                                  "\"]\n[[stages.resnet18.metrics]]\n"
+                                  "type = \"classification::Accuracy\"\ntopk = [1, 20]\n");
+  auto topk = kd::test::RunCommand(Kdhost() + " run " + config.string() + work + " --dry-run");
+  INFO(topk.output);
+  CHECK(topk.exit_code == 2);
+  CHECK_THAT(topk.output, Contains(config.string() + ":2:1: metrics[0]: classification::Accuracy "
+                                                     "does not fit the model's outputs "
+                                                     "(stage 'resnet18'") &&
+                              Contains("top-20 of 10 classes"));
+  kd::test::WriteText(config, "base = [\"" + pretrain +
+                                  "\"]\n[[stages.resnet18.metrics]]\n"
+                                  "type = \"classification::Accuracy\"\ntopk = [1, 5]\n");
+  auto fits = kd::test::RunCommand(Kdhost() + " run " + config.string() + work + " --dry-run");
+  INFO(fits.output);
+  CHECK(fits.exit_code == 0);
+  CHECK_THAT(fits.output, Contains("resnet18  "));
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+}
+
+TEST_CASE("an ablation variant whose metric does not fit fails before the first run trains") {
+  const fs::path dir = kd::test::ScratchDir("cli_ablate_fit");
+  const fs::path config = dir / "variants.toml";
+  kd::test::WriteText(config, "base = [\"" + Quickstart() +
+                                  "\"]\nplugins = [\"fmnist_tasks\", \"transforms\", \"resnet\", "
+                                  "\"mlic_heads\", \"distillers\", \"classification\"]\n"
+                                  "[ablation.variants.kd]\n\"distiller.temperature\" = 2.0\n"
+                                  "[ablation.variants.accuracy]\n"
+                                  "metrics = [{ type = \"classification::Accuracy\" }]\n");
+  for (const char* mode : {" --dry-run", ""}) {
+    auto result =
+        kd::test::RunCommand(Kdhost() + " ablate " + config.string() +
+                             " --seeds 1 --set run.work_dir=" + (dir / "runs").string() + mode);
+    INFO(result.output);
+    CHECK(result.exit_code == 2);
+    CHECK_THAT(result.output, Contains("ablation variant 'accuracy' (seed 0): ") &&
+                                  Contains("metrics[0]: classification::Accuracy does not fit the "
+                                           "model's outputs (stage 'student_kd'"));
+  }
+  // Neither run started: no stage directory, no results.
+  REQUIRE_FALSE(fs::exists(dir / "runs"));
+}
+
 TEST_CASE("kdhost plugins lists every plugin with its version and components") {
   auto result = kd::test::RunCommand(Kdhost() + " plugins");
   INFO(result.output);
@@ -303,6 +374,30 @@ TEST_CASE("every shipped config resolves and validates") {
     ++checked;
   }
   REQUIRE(checked >= 3);
+}
+
+TEST_CASE("every shipped config on the embedded data passes the fit check before training") {
+  // Each stage's data, model, loss and metrics on two samples (kdhost run --dry-run); the paper
+  // recipes on COCO, Cityscapes and VG-150 need their datasets and are left out.
+  const fs::path work = kd::test::ScratchDir("cli_shipped_fit") / "runs";
+  int checked = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(kd::test::SourceDir() / "configs")) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() != ".toml") continue;
+    if (entry.path().string().find("_base_") != std::string::npos) continue;
+    if (name.rfind("coco", 0) == 0 || name.rfind("cityscapes", 0) == 0 ||
+        name.rfind("vg150", 0) == 0) {
+      continue;
+    }
+    auto result = kd::test::RunCommand(Kdhost() + " run " + entry.path().string() +
+                                       " --dry-run --set run.work_dir=" + work.string());
+    INFO(entry.path().string() << "\n" << result.output);
+    REQUIRE(result.exit_code == 0);
+    REQUIRE_THAT(result.output, Contains("to run"));
+    ++checked;
+  }
+  REQUIRE(checked >= 15);
+  REQUIRE_FALSE(fs::exists(work));
 }
 
 TEST_CASE("the PSD pipeline runs partitions, 2K sub-task teachers and the students end to end") {

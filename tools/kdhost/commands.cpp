@@ -73,6 +73,11 @@ int RunOrTrain(const Command& c, const Args& args) {
   if (!config.ok()) return Fail(config.status());
   kd::host::HashWorldSize(*config, launch->world_size);
   if (args.Has("--dry-run")) {
+    const std::vector<std::string> only =
+        c.name == "run" ? args.All("--stage") : std::vector<std::string>();
+    if (absl::Status fit = kd::host::CheckPipelineFits(host, *config, only, nullptr); !fit.ok()) {
+      return Fail(fit);
+    }
     std::printf("%s", kd::host::DescribePipeline(*config, args.All("--stage")).c_str());
     return kOk;
   }
@@ -397,7 +402,10 @@ int Ablate(const Command& c, const Args& args) {
   if (!plan.ok()) return Fail(WithScopeNotes(plan.status(), notes));
   WarnScope(notes);
   std::printf("%s", kd::host::DescribePlan(*plan).c_str());
-  if (args.Has("--dry-run")) return kOk;
+  if (args.Has("--dry-run")) {
+    const absl::Status fit = kd::host::CheckAblationFits(host, *plan);
+    return fit.ok() ? kOk : Fail(fit);
+  }
   const char* env_python = std::getenv("KD_PYTHON");
   kd::host::AblationRunOptions options;
   options.python = args.Has("--python") ? args.Get("--python")

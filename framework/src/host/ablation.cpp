@@ -262,6 +262,7 @@ absl::StatusOr<AblationRow> RunOne(Host& host, const AblationRun& run,
   run_options.progress = options.progress;
   run_options.stop_after_steps = options.stop_after_steps;
   run_options.wait_for_locks = false;
+  run_options.check_fit = false;  // checked for every run before the first (RunAblation)
   const auto started = std::chrono::steady_clock::now();
   auto results = RunPipeline(host, run.config, run_options);
   row.wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -314,8 +315,21 @@ bool LockFreed(const fs::path& lock, const AblationRun& run) {
 
 }  // namespace
 
+absl::Status CheckAblationFits(const Host& host, const AblationPlan& plan) {
+  std::set<std::string> checked;
+  for (const AblationRun& run : plan.runs) {
+    absl::Status fit = CheckPipelineFits(host, run.config, {run.target}, &checked);
+    if (!fit.ok()) {
+      return Annotate(fit,
+                      absl::StrCat("ablation variant '", run.variant, "' (seed ", run.seed, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AblationOutcome> RunAblation(Host& host, const AblationPlan& plan,
                                             const AblationRunOptions& options) {
+  KD_RETURN_IF_ERROR(CheckAblationFits(host, plan));
   KD_RETURN_IF_ERROR(EnsureDir(plan.out));
   KD_RETURN_IF_ERROR(WriteFileAtomic(plan.out / "plan.txt", DescribePlan(plan)));
   Progress printer("", 0, options.progress);

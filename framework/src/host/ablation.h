@@ -83,6 +83,11 @@ absl::StatusOr<AblationPlan> PlanAblation(Host& host, const std::filesystem::pat
 // The runs, and for every stage they use whether it exists already and how many runs share it.
 std::string DescribePlan(const AblationPlan& plan);
 
+// The fit check (CheckPipelineFits) of every stage the runs will train, each stage hash once,
+// an error naming the first run whose stage does not fit. RunAblation does it before its first
+// run; `kdhost ablate --dry-run` too.
+absl::Status CheckAblationFits(const Host& host, const AblationPlan& plan);
+
 struct AblationOutcome {
   int failed = 0;
   int held = 0;         // runs left to the other processes doing them (wait_for_others false)

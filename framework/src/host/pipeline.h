@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -96,6 +97,8 @@ struct RunOptions {
   // A stage another process is training (its lock, host/stage_lock.h) is waited for, then reused;
   // false: the stage ends the run with status "busy" instead.
   bool wait_for_locks = true;
+  // Check every stage that will train (CheckPipelineFits) before the first one starts.
+  bool check_fit = true;
 };
 
 struct StageResult {
@@ -111,6 +114,15 @@ struct StageResult {
   int64_t steps = 0;
   std::filesystem::path dir;
 };
+
+// Before anything trains: every training stage `only` needs (all when empty) that is not finished
+// builds its data, model, task loss and metrics and runs them on two samples (CheckStageFit), so
+// that a component that does not fit the model or the data fails the run at once, located at its
+// config line. A stage that needs an earlier stage's outputs to be built is checked when it
+// starts. Stages whose hash is in `checked` are skipped; checked ones are added (null: none).
+absl::Status CheckPipelineFits(const Host& host, const ResolvedConfig& config,
+                               const std::vector<std::string>& only,
+                               std::set<std::string>* checked);
 
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options);

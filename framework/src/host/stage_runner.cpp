@@ -467,9 +467,33 @@ absl::StatusOr<StageResult> RunStage(Host& host, const ResolvedConfig& config,
 
 }  // namespace
 
+absl::Status CheckPipelineFits(const Host& host, const ResolvedConfig& config,
+                               const std::vector<std::string>& only,
+                               std::set<std::string>* checked) {
+  RunOptions select;
+  select.only = only;
+  KD_ASSIGN_OR_RETURN(const std::set<std::string> wanted, WantedStages(config, select));
+  for (const StageConfig& stage : config.stages) {
+    if (!only.empty() && !wanted.count(stage.name)) continue;
+    if (stage.IsArtifactStage()) continue;
+    if (checked != nullptr && !checked->insert(stage.hash).second) continue;
+    std::error_code ec;
+    if (fs::exists(stage.dir / "summary.toml", ec)) continue;  // reused, not trained
+    PipelineAccess access(&config, &stage);
+    std::string unfinished;
+    access.NoteUnfinished(&unfinished);
+    absl::Status fit =
+        CheckStageFit(host.registry(), &access, {stage.name, stage.dir, stage.config, stage.hash});
+    // A stage built from an earlier stage's outputs (artefacts, a model) is checked when it starts.
+    if (!fit.ok() && unfinished.empty()) return fit;
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<StageResult>> RunPipeline(Host& host, const ResolvedConfig& config,
                                                      const RunOptions& options) {
   KD_ASSIGN_OR_RETURN(const std::set<std::string> wanted, WantedStages(config, options));
+  if (options.check_fit) KD_RETURN_IF_ERROR(CheckPipelineFits(host, config, options.only, nullptr));
   Distributed* dist = options.dist;
   const bool main = dist == nullptr || dist->is_main();
   if (main) {

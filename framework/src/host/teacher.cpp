@@ -75,6 +75,7 @@ const StageConfig& PipelineAccess::Dependency(const std::string& name) const {
   }
   std::error_code ec;
   if (!std::filesystem::exists(stage->dir / "summary.toml", ec)) {
+    if (unfinished_ != nullptr) *unfinished_ = name;
     throw Error(absl::FailedPreconditionError(
         absl::StrCat("stage '", name, "' has not finished (no summary in ", stage->dir.string(),
                      "); run the whole pipeline with `kdhost run` so that it trains first")));

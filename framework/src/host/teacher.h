@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "kd/model.h"
@@ -27,6 +28,10 @@ class PipelineAccess : public StageAccess {
   PipelineAccess(const ResolvedConfig* config, const StageConfig* current)
       : config_(config), current_(current) {}
 
+  // Where to note the name of a dependency that was asked for before it finished (the fit check
+  // before training, which skips what cannot be built yet); null: nowhere.
+  void NoteUnfinished(std::string* name) { unfinished_ = name; }
+
   std::shared_ptr<Model> LoadTeacher(const Options& spec, const BuildContext& ctx) const override;
   std::vector<StageRef> FindStages(const std::string& name) const override;
   std::filesystem::path StageFile(const std::string& stage, const std::string& file) const override;
@@ -39,6 +44,7 @@ class PipelineAccess : public StageAccess {
 
   const ResolvedConfig* config_;
   const StageConfig* current_;
+  std::string* unfinished_ = nullptr;
 };
 
 }  // namespace kd::host

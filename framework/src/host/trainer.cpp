@@ -63,6 +63,18 @@ absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAcc
   return CatchAll(stage.name, [&] { return StageTrainer(registry, stages, stage, options).Run(); });
 }
 
+absl::Status CheckStageFit(const Registry& registry, const StageAccess* stages,
+                           const StageRun& stage) {
+  return CatchAll(stage.name,
+                  [&] {
+                    TrainOptions options;
+                    options.progress = false;
+                    StageTrainer(registry, stages, stage, options).CheckFit();
+                    return true;
+                  })
+      .status();
+}
+
 absl::Status PredictExport(
     const Registry& registry, const StageAccess* stages, const StageRun& stage,
     const fs::path& export_path,

@@ -54,6 +54,11 @@ struct TrainOutcome {
 absl::StatusOr<TrainOutcome> TrainStage(const Registry& registry, const StageAccess* stages,
                                         const StageRun& stage, const TrainOptions& options);
 
+// Whether the stage's model, task loss and metrics fit each other and the data, checked on two
+// samples with an untrained model (StageTrainer::CheckFit), on the CPU.
+absl::Status CheckStageFit(const Registry& registry, const StageAccess* stages,
+                           const StageRun& stage);
+
 // The outputs of a model export on the stage's `data.val`, batch by batch: `sink` gets each
 // batch's outputs and the batch (CPU tensors) and the dataset indices of its samples.
 absl::Status PredictExport(

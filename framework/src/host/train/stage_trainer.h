@@ -44,6 +44,10 @@ class StageTrainer {
                const TrainOptions& options);
 
   TrainOutcome Run();
+  // Builds the data, the model (untrained), the task loss and the metrics, and runs the loss on
+  // two training samples and the metrics on two evaluation samples (stage_fit.cpp); throws
+  // kd::Error naming the component's config line when one does not fit. Builds no distiller.
+  void CheckFit();
   std::vector<MetricValue> EvaluateFile(const std::filesystem::path& path);
   // The model export's outputs on data.val, batch by batch (see Evaluator::Predict).
   void PredictFile(const std::filesystem::path& path, const Evaluator::PredictionSink& sink);

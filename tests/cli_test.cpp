@@ -828,6 +828,31 @@ parts = [
           Contains("\"mR@100\""));
 }
 
+TEST_CASE("kdhost ablate compares the shipped zoos on the multi-label and segmentation tracks") {
+  const fs::path dir = kd::test::ScratchDir("cli_zoo_ablate");
+  const std::string reduced =
+      " --quiet --seeds 1 --set data.train.num_samples=64 --set data.val.num_samples=32"
+      " --set train.max_epochs=1 --set stages.teacher.train.max_epochs=1";
+  const std::map<std::string, std::vector<std::string>> zoos = {
+      {"quickstart/distiller_zoo.toml", {"kd", "fitnets", "at", "sp", "rkd", "pkt"}},
+      {"rdd/fmnist_distiller_zoo.toml", {"kd", "cwd", "dkd", "dist", "skd", "cirkd", "rdd"}},
+  };
+  for (const auto& [file, variants] : zoos) {
+    const fs::path work = dir / fs::path(file).parent_path();
+    auto result = kd::test::RunCommand(Kdhost() + " ablate " +
+                                       (kd::test::SourceDir() / "configs" / file).string() +
+                                       reduced + " --set run.work_dir=" + work.string());
+    INFO(file << "\n" << result.output);
+    REQUIRE(result.exit_code == 0);
+    const std::string md = *kd::host::ReadFile(work / "ablation" / "results.md");
+    CHECK_THAT(md, Contains("| student_alone (baseline) | 1/1 |"));
+    for (const std::string& variant : variants) {
+      CHECK_THAT(md, Contains("\n| " + variant + " | 1/1 |"));
+    }
+    CHECK(fs::exists(work / "ablation" / "training_curves.png"));
+  }
+}
+
 TEST_CASE("kdhost run --dry-run lists the stages, and 2 processes do not train the stage of 1") {
   const fs::path work = kd::test::ScratchDir("cli_dry_run") / "runs";
   const std::string command = Kdhost() + " run " + Quickstart() + " --dry-run" + Reduced(work);

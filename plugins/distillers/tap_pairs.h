@@ -75,11 +75,17 @@ class TapPairDistiller : public kd::Distiller {
     }
   }
 
+  // When the student scored a sample of its inputs (a scene-graph model's `rel_pairs` in
+  // training), the teacher scores the same ones, so that per-pair taps have the same rows.
   FeaturePairs Features(const kd::TensorDict& batch, const kd::TensorDict& student_outputs) const {
     FeaturePairs pairs;
     for (const std::string& tap : student_taps_) pairs.student.push_back(Tap(student_outputs, tap));
     torch::NoGradGuard no_grad;
-    const kd::TensorDict teacher_outputs = teacher_->Forward(batch);
+    kd::TensorDict teacher_batch = batch;
+    if (const torch::Tensor* scored = student_outputs.Find("rel_pairs")) {
+      teacher_batch.Set("rel_pairs", *scored);
+    }
+    const kd::TensorDict teacher_outputs = teacher_->Forward(teacher_batch);
     for (const std::string& tap : teacher_taps_) {
       pairs.teacher.push_back(Tap(teacher_outputs, tap).detach());
     }

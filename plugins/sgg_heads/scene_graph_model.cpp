@@ -8,6 +8,11 @@
 // Predictors: "mlp" (per-object MLP, no context between objects), "motifs" (BiLSTMs over the
 // objects ordered left to right, for object context and then edge context) and "transformer"
 // (self-attention layers over each image's objects, likewise).
+//
+// Feature taps (kd/model.h): the backbone's, then embeddings of the predictor's blocks under their
+// module names, rows in the order of the model's objects (image by image, box by box: [M, D] for
+// the batch's M real boxes) or of its rel_pairs ([R, D]): obj_fc, obj_context, edge_context,
+// post_cat and, with union features, union_fc (OwnTaps).
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -19,6 +24,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "components.h"
 #include "kd/dataset.h"
 #include "kd/error.h"
@@ -284,6 +290,7 @@ class SceneGraphModel : public kd::Model {
     roi.spatial_scale = static_cast<double>(features.size(2)) / static_cast<double>(image.size(2));
     const torch::Tensor obj_feat =
         obj_fc_->forward(roi_align::RoiAlign(features, rois, roi).flatten(1));
+    Record("obj_fc", obj_feat, taps);
     const torch::Tensor pos = pos_fc_->forward(BoxGeometry(rois, batch, image));
 
     // Object labels: given (PredCls) or predicted (SGCls).
@@ -302,6 +309,7 @@ class SceneGraphModel : public kd::Model {
     const torch::Tensor obj_ctx = o_.predictor == "mlp"
                                       ? obj_context_mlp_->forward(obj_in)
                                       : obj_context_->forward(obj_in, images, order);
+    Record("obj_context", obj_ctx, taps);
     if (o_.sgcls) {
       const torch::Tensor obj_logits = obj_classifier_->forward(obj_ctx);
       outputs.Set("obj_logits", obj_logits);
@@ -313,6 +321,7 @@ class SceneGraphModel : public kd::Model {
     const torch::Tensor edge_ctx = o_.predictor == "mlp"
                                        ? edge_context_mlp_->forward(edge_in)
                                        : edge_context_->forward(edge_in, images, order);
+    Record("edge_context", edge_ctx, taps);
 
     // Pairs: given by the batch (a teacher scoring a student's pairs), sampled (training) or all.
     torch::Tensor pairs;  // [R, 3] (image, subject, object) with box indices within the image
@@ -335,8 +344,10 @@ class SceneGraphModel : public kd::Model {
     const torch::Tensor obj = (base + pairs.select(1, 2)).to(device);
 
     const torch::Tensor rep = post_emb_->forward(edge_ctx).view({total, 2, o_.rel_dim});
-    torch::Tensor rel_feat = post_cat_->forward(torch::cat(
+    const torch::Tensor pair_feat = post_cat_->forward(torch::cat(
         {rep.select(1, 0).index_select(0, subj), rep.select(1, 1).index_select(0, obj)}, 1));
+    Record("post_cat", pair_feat, taps);
+    torch::Tensor rel_feat = pair_feat;
     if (o_.use_union) {
       const torch::Tensor s_box = rois.index_select(0, subj);
       const torch::Tensor o_box = rois.index_select(0, obj);
@@ -344,8 +355,10 @@ class SceneGraphModel : public kd::Model {
           {s_box.narrow(1, 0, 1), torch::min(s_box.narrow(1, 1, 2), o_box.narrow(1, 1, 2)),
            torch::max(s_box.narrow(1, 3, 2), o_box.narrow(1, 3, 2))},
           1);
-      rel_feat =
-          rel_feat * union_fc_->forward(roi_align::RoiAlign(features, union_rois, roi).flatten(1));
+      const torch::Tensor union_feat =
+          union_fc_->forward(roi_align::RoiAlign(features, union_rois, roi).flatten(1));
+      Record("union_fc", union_feat, taps);
+      rel_feat = pair_feat * union_feat;
     }
     torch::Tensor rel_logits = rel_classifier_->forward(rel_feat);
     if (o_.freq_bias) {
@@ -373,14 +386,71 @@ class SceneGraphModel : public kd::Model {
     return outputs;
   }
 
-  // The backbone's feature taps.
-  std::vector<std::string> TapNames() const override { return backbone_->TapNames(); }
+  // The backbone's feature taps, then the model's own (OwnTaps).
+  std::vector<std::string> TapNames() const override {
+    std::vector<std::string> names = backbone_->TapNames();
+    for (const auto& tap : OwnTaps()) names.push_back(tap.first);
+    return names;
+  }
+
   int64_t TapChannels(const std::string& name) const override {
+    for (const auto& [own, channels] : OwnTaps()) {
+      if (own == name) return channels;
+    }
+    CheckKnown({name});
     return backbone_->TapChannels(name);
   }
-  void SetTaps(const std::vector<std::string>& names) override { backbone_->SetTaps(names); }
+
+  void SetTaps(const std::vector<std::string>& names) override {
+    CheckKnown(names);
+    std::vector<std::string> backbone;
+    std::vector<std::string> own;
+    std::vector<std::string> own_names;
+    for (const auto& tap : OwnTaps()) own_names.push_back(tap.first);
+    for (const std::string& name : names) {
+      const bool is_own = std::find(own_names.begin(), own_names.end(), name) != own_names.end();
+      (is_own ? own : backbone).push_back(name);
+    }
+    if (!backbone.empty()) backbone_->SetTaps(backbone);
+    if (!own.empty()) taps_.Add(own, own_names, "sgg_heads::SceneGraphModel");
+  }
 
  private:
+  // The taps of the model's own blocks, with their widths D, in the order they are computed:
+  //   obj_fc        [M, obj_dim]      each object's ROIAlign feature after the object MLP
+  //   obj_context   [M, context_dim]  each object's context (the predictor's object context)
+  //   edge_context  [M, context_dim]  each object's edge context, which the pairs are built from
+  //   post_cat      [R, rel_dim]      each scored pair's fused subject and object contexts
+  //   union_fc      [R, rel_dim]      each scored pair's union-box feature (union_features only)
+  // M counts the batch's real boxes, image by image; R the rows of rel_pairs. The predicate
+  // classifier reads post_cat times union_fc (rel_feat), or post_cat alone without union features.
+  std::vector<std::pair<std::string, int64_t>> OwnTaps() const {
+    std::vector<std::pair<std::string, int64_t>> taps = {{"obj_fc", o_.obj_dim},
+                                                         {"obj_context", o_.context_dim},
+                                                         {"edge_context", o_.context_dim},
+                                                         {"post_cat", o_.rel_dim}};
+    if (o_.use_union) taps.emplace_back("union_fc", o_.rel_dim);
+    return taps;
+  }
+
+  // Throws kd::Error naming the first of `names` that is no tap of the model, with every tap.
+  void CheckKnown(const std::vector<std::string>& names) const {
+    const std::vector<std::string> all = TapNames();
+    for (const std::string& name : names) {
+      if (std::find(all.begin(), all.end(), name) != all.end()) continue;
+      throw kd::Error(absl::NotFoundError(absl::StrCat(
+          "sgg_heads::SceneGraphModel has no feature tap '", name, "'; its taps are ",
+          absl::StrJoin(all, ", "),
+          " (its backbone's, then its predictor's blocks: per-object [M, D] and per-pair [R, D] "
+          "embeddings)")));
+    }
+  }
+
+  // taps["tap.<module>"] = value when the tap of module `module` was asked for.
+  void Record(const std::string& module, const torch::Tensor& value, kd::TensorDict& taps) const {
+    if (!taps_.empty()) taps_.Record(module, value, taps);
+  }
+
   // The benchmark's initial frequency bias from the training split's predicate counts: with 1
   // added to every background count, log(count / total + 1e-3) per (subject class, object class)
   // and predicate. Zeros without statistics (a model rebuilt for its saved weights, or data that
@@ -551,6 +621,7 @@ class SceneGraphModel : public kd::Model {
   }
 
   ModelOptions o_;
+  kd::TapSet taps_;  // the model's own taps asked for (the backbone keeps its own)
   std::shared_ptr<kd::Backbone> backbone_;
   torch::nn::Sequential obj_fc_{nullptr}, pos_fc_{nullptr}, union_fc_{nullptr};
   torch::nn::Sequential obj_context_mlp_{nullptr}, edge_context_mlp_{nullptr};
